@@ -1,0 +1,67 @@
+//! Command-line types (clap derive) only; behaviour lives in the library.
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "usctl", about = "Raw ultrasound videos → versioned frame stores → pretrained backbones (USCL)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decode the files a manifest names into a new (or reused) store version.
+    Ingest(IngestArgs),
+    /// Re-hash a store version and name every file or video whose bytes differ.
+    Verify(StoreArgs),
+    /// Describe a store version: counts per sub-dataset and class, problems recorded at ingest.
+    Info(StoreArgs),
+    /// Decode the manifest's files without storing anything (benchmark helper).
+    #[command(hide = true)]
+    DecodeOnly(IngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Manifest (TOML, docs/manifest-format.md).
+    #[arg(long)]
+    pub manifest: PathBuf,
+    /// Folder that the manifest's paths are relative to.
+    #[arg(long)]
+    pub raw: PathBuf,
+    /// Store root; the version goes to STORE/<dataset>/<seq>-<id>/.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// Frames kept per second of video, by timestamp (e.g. 3, 2.5, 30000/1001).
+    #[arg(long, default_value = "3")]
+    pub fps: String,
+    /// Stored frames are SIZE×SIZE grayscale (aspect kept, padded with black).
+    #[arg(long, default_value_t = usctl::ingest::DEFAULT_SIZE)]
+    pub size: u32,
+    /// Decoding threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bar and no summary (errors are still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Store root, dataset folder, or version folder.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// Dataset to use when the store root holds several.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// An older version: its folder name, a prefix of its id, or its sequence number.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,72 @@
+//! Errors that say what happened, to which file, and what to do about it.
+use std::path::PathBuf;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest {path}: {source}; check the path given to --manifest")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("manifest {path} is not valid: {message}; see docs/manifest-format.md")]
+    Invalid { path: PathBuf, message: String },
+    #[error("manifest {manifest}: cannot use metadata file {csv}: {message}; check the file and the `file`/`key_column`/`column` it is declared with")]
+    Metadata { manifest: PathBuf, csv: PathBuf, message: String },
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("no store found at {path}: {why}; run `usctl ingest --store {path} ...` first, or pass the right --store")]
+    NotFound { path: PathBuf, why: String },
+    #[error("I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("store file {path} is damaged or not a usctl store: {message}; re-create it with `usctl ingest` (older versions are untouched)")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("store {path} has format version {found}, this usctl reads version {expected}; re-ingest with this usctl or use a matching one")]
+    FormatVersion { path: PathBuf, found: u32, expected: u32 },
+    #[error("{path}: {message}")]
+    Ambiguous { path: PathBuf, message: String },
+}
+
+impl StoreError {
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { path, source }
+    }
+}
+
+/// Why one input file produced no (or only some) frames. Never fatal to an ingest: the file is
+/// reported with its path, the others are still ingested.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum SourceError {
+    #[error("listed in the manifest but not found; restore the file or remove it from the manifest")]
+    Missing,
+    #[error("file is empty (0 bytes); re-export or re-download it")]
+    Empty,
+    #[error("cannot read file: {0}")]
+    Unreadable(String),
+    #[error("not a video or image FFmpeg can open ({0}); check that the file is really a video")]
+    NotMedia(String),
+    #[error("contains no video stream (audio or data only)")]
+    NoVideoStream,
+    #[error("cannot decode: {0}")]
+    Decode(String),
+    #[error("not an image the image decoder can read ({0})")]
+    BadImage(String),
+    #[error("decoded no frames; the file may be truncated")]
+    NoFrames,
+    #[error("this usctl was built without FFmpeg (feature `decode`); rebuild with `make setup`")]
+    NoDecoder,
+}
+
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("raw data folder {path} cannot be read: {source}; pass the corpus folder with --raw")]
+    Raw { path: PathBuf, source: std::io::Error },
+    #[error("invalid ingest parameter: {0}")]
+    Param(String),
+    #[error("cannot start the worker pool: {0}")]
+    Pool(String),
+}

@@ -1,0 +1,162 @@
+//! The CLI edge: parse, run, print, and map outcomes to exit codes
+//! (0 all good, 1 something was skipped or differs, 2 error).
+
+mod cli;
+
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches};
+use cli::{Cli, Command, IngestArgs, StoreArgs};
+use std::process::ExitCode;
+use usctl::ingest::{self, IngestOptions, IngestReport};
+use usctl::store::{self, reader::Store};
+
+fn main() -> ExitCode {
+    // Answered before clap so that only `--version` pays for probing CUDA.
+    if std::env::args().nth(1).is_some_and(|a| a == "--version" || a == "-V") {
+        println!("usctl {}", long_version());
+        return ExitCode::SUCCESS;
+    }
+    let matches = Cli::command().version(env!("CARGO_PKG_VERSION")).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn long_version() -> String {
+    let cuda = {
+        #[cfg(feature = "torch")]
+        {
+            format!("\nCUDA available: {}", if tch::Cuda::is_available() { format!("yes ({} devices)", tch::Cuda::device_count()) } else { "no".into() })
+        }
+        #[cfg(not(feature = "torch"))]
+        {
+            String::new()
+        }
+    };
+    format!("{}\nFFmpeg at run time: {}{cuda}", usctl::build_info(), ingest::decode::runtime_versions())
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Ingest(a) => run_ingest(a),
+        Command::DecodeOnly(a) => {
+            let opts = options(&a)?;
+            let (files, frames, secs) = ingest::decode_only(&opts)?;
+            println!("{{\"files\": {files}, \"frames_decoded\": {frames}, \"seconds\": {secs:.3}, \"threads\": {}}}", opts.threads);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(a) => run_verify(a),
+        Command::Info(a) => run_info(a),
+    }
+}
+
+fn options(a: &IngestArgs) -> anyhow::Result<IngestOptions> {
+    let fps = a.fps.parse().map_err(|e: String| anyhow::anyhow!("--fps: {e}"))?;
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    Ok(IngestOptions {
+        manifest: a.manifest.clone(),
+        raw: a.raw.clone(),
+        store: a.store.clone(),
+        fps,
+        size: a.size,
+        threads,
+        progress: !a.quiet && !a.json,
+    })
+}
+
+fn run_ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
+    let opts = options(&a)?;
+    let report = ingest::ingest(&opts).with_context(|| format!("ingest of {} failed", a.manifest.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if !a.quiet {
+        print_ingest(&report);
+    }
+    if report.has_problems() {
+        if !a.json {
+            eprintln!("{} file(s) or folder(s) skipped or incomplete; see above (exit code 1)", report.problems.len());
+        }
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_ingest(r: &IngestReport) {
+    let state = if r.reused { "unchanged inputs, reused" } else { "new version" };
+    println!("{} → {} ({state})", r.dataset, r.version_dir.display());
+    println!("  files   {} ({} ok, {} partial, {} failed, {} missing)", r.videos, r.ok, r.partial, r.failed, r.missing);
+    println!("  frames  {} kept of {} decoded", r.frames_kept, r.frames_decoded);
+    for c in &r.classes {
+        println!("  class   {:<20} {:>5} files {:>7} frames", c.class, c.videos, c.frames);
+    }
+    println!("  time    {:.1} s with {} threads", r.seconds, r.threads);
+    if !r.notes.is_empty() {
+        println!("  notes   {} (run with --json to list them all)", r.notes.len());
+        for n in r.notes.iter().take(5) {
+            println!("          {}: {}", n.path, n.reason);
+        }
+    }
+    for p in &r.problems {
+        eprintln!("skipped: {}: {}", p.path, p.reason);
+    }
+}
+
+fn open(a: &StoreArgs) -> anyhow::Result<std::path::PathBuf> {
+    Ok(store::locate(&a.store, a.dataset.as_deref(), a.version.as_deref())?)
+}
+
+fn run_verify(a: StoreArgs) -> anyhow::Result<ExitCode> {
+    let dir = open(&a)?;
+    let report = usctl::verify::verify(&dir)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for f in &report.bad_files {
+            println!("DIFFERS file  {f}");
+        }
+        for v in &report.bad_videos {
+            println!("DIFFERS video {v}");
+        }
+        println!(
+            "{}: {} files, {} videos checked: {}",
+            report.version_dir,
+            report.files_checked,
+            report.videos_checked,
+            if report.is_ok() { "all match" } else { "MISMATCH" }
+        );
+    }
+    Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn run_info(a: StoreArgs) -> anyhow::Result<ExitCode> {
+    let dir = open(&a)?;
+    let store = Store::open(&dir)?;
+    let m = &store.meta;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(m)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} version {} at {}", m.dataset, m.version_id, dir.display());
+    println!("  {} files, {} frames of {}×{} {} ({} fps, {})", m.videos, m.frames, m.params.size, m.params.size, m.params.pixel_format, m.params.fps, m.params.fit);
+    let mut by: std::collections::BTreeMap<(String, String), (u64, u64)> = Default::default();
+    for v in &store.videos {
+        let e = by.entry((v.subdataset.clone(), v.class_name.clone().unwrap_or_else(|| "(no class)".into()))).or_default();
+        e.0 += 1;
+        e.1 += v.frames_kept as u64;
+    }
+    for ((sub, class), (files, frames)) in by {
+        println!("  {sub:<14} {class:<20} {files:>5} files {frames:>7} frames");
+    }
+    for v in store.videos.iter().filter(|v| v.status != "ok") {
+        println!("  {}: {}: {}", v.status, v.source_path, v.message.as_deref().unwrap_or(""));
+    }
+    Ok(ExitCode::SUCCESS)
+}

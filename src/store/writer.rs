@@ -1,0 +1,162 @@
+//! Writes one store version into a temporary directory beside its final place, then publishes it
+//! with a single rename. A failed or interrupted ingest leaves published versions untouched and
+//! removes its temporary directory.
+
+use super::*;
+use crate::hash::{hex, sha256_file};
+use crate::index::{self, FrameRow, VideoRow};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+pub struct StoreWriter {
+    dataset_dir: PathBuf,
+    tmp: PathBuf,
+    version_id: String,
+    frame_bytes: usize,
+    payload: Option<BufWriter<File>>,
+    hasher: Sha256,
+    payload_bytes: u64,
+    frames: Vec<FrameRow>,
+    videos: Vec<VideoRow>,
+    published: bool,
+}
+
+/// One kept frame's place in its source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameMeta {
+    pub time_s: f64,
+    pub source_index: i64,
+    pub pts: i64,
+}
+
+impl StoreWriter {
+    pub fn create(dataset_dir: &Path, version_id: &str, frame_bytes: usize) -> Result<StoreWriter, StoreError> {
+        std::fs::create_dir_all(dataset_dir).map_err(StoreError::io(dataset_dir))?;
+        let tmp = dataset_dir.join(format!("{TMP_PREFIX}{version_id}-{}", std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(StoreError::io(&tmp))?;
+        }
+        std::fs::create_dir(&tmp).map_err(StoreError::io(&tmp))?;
+        let payload_path = tmp.join(PAYLOAD_FILE);
+        let file = File::create(&payload_path).map_err(StoreError::io(&payload_path))?;
+        Ok(StoreWriter {
+            dataset_dir: dataset_dir.to_path_buf(),
+            tmp,
+            version_id: version_id.to_string(),
+            frame_bytes,
+            payload: Some(BufWriter::with_capacity(1 << 20, file)),
+            hasher: Sha256::new(),
+            payload_bytes: 0,
+            frames: Vec::new(),
+            videos: Vec::new(),
+            published: false,
+        })
+    }
+
+    /// Appends a manifest entry: its frames (`meta.len()` × frame_bytes bytes) go to the payload,
+    /// and `row` gets its video id, first frame row, frame count and payload digest filled in.
+    pub fn add(&mut self, mut row: VideoRow, pixels: &[u8], meta: &[FrameMeta]) -> Result<(), StoreError> {
+        if pixels.len() != meta.len() * self.frame_bytes {
+            return Err(StoreError::Corrupt {
+                path: self.tmp.clone(),
+                message: format!("{}: {} bytes for {} frames", row.source_path, pixels.len(), meta.len()),
+            });
+        }
+        row.video_id = self.videos.len() as i32;
+        row.first_frame_row = self.frames.len() as i64;
+        row.frames_kept = meta.len() as i64;
+        row.payload_sha256 = (!meta.is_empty()).then(|| hex(&Sha256::digest(pixels)));
+        for m in meta {
+            self.frames.push(FrameRow {
+                frame_row: self.frames.len() as i64,
+                video_id: row.video_id,
+                time_s: m.time_s,
+                source_index: m.source_index,
+                pts: m.pts,
+            });
+        }
+        let path = self.tmp.join(PAYLOAD_FILE);
+        if let Some(w) = self.payload.as_mut() {
+            w.write_all(pixels).map_err(StoreError::io(&path))?;
+        }
+        self.hasher.update(pixels);
+        self.payload_bytes += pixels.len() as u64;
+        self.videos.push(row);
+        Ok(())
+    }
+
+    pub fn videos(&self) -> &[VideoRow] {
+        &self.videos
+    }
+
+    /// Writes the index and metadata, syncs everything and renames the directory into place.
+    /// `meta.files`, `frames` and `videos` are filled in here.
+    pub fn publish(mut self, mut meta: StoreMeta, manifest: &[u8]) -> Result<VersionDir, StoreError> {
+        let payload_path = self.tmp.join(PAYLOAD_FILE);
+        if let Some(w) = self.payload.take() {
+            let file = w.into_inner().map_err(|e| StoreError::Io { path: payload_path.clone(), source: e.into_error() })?;
+            file.sync_all().map_err(StoreError::io(&payload_path))?;
+        }
+        let mut files = BTreeMap::new();
+        files.insert(
+            PAYLOAD_FILE.to_string(),
+            FileDigest { bytes: self.payload_bytes, sha256: hex(&std::mem::take(&mut self.hasher).finalize()) },
+        );
+        index::write_frames(&self.tmp.join(FRAMES_FILE), &self.frames)?;
+        index::write_videos(&self.tmp.join(VIDEOS_FILE), &self.videos)?;
+        write_synced(&self.tmp.join(MANIFEST_FILE), manifest)?;
+        for name in [FRAMES_FILE, VIDEOS_FILE, MANIFEST_FILE] {
+            let path = self.tmp.join(name);
+            let (bytes, sha256) = sha256_file(&path).map_err(StoreError::io(&path))?;
+            files.insert(name.to_string(), FileDigest { bytes, sha256 });
+        }
+        meta.files = files;
+        meta.frames = self.frames.len() as u64;
+        meta.videos = self.videos.len() as u64;
+        meta.frame_bytes = self.frame_bytes as u64;
+        let mut json = serde_json::to_vec_pretty(&meta).map_err(|e| StoreError::Corrupt { path: self.tmp.clone(), message: e.to_string() })?;
+        json.push(b'\n');
+        write_synced(&self.tmp.join(META_FILE), &json)?;
+        sync_dir(&self.tmp)?;
+        // Another ingest may publish at the same moment: take the next free sequence number.
+        loop {
+            let seq = list_versions(&self.dataset_dir)?.last().map_or(1, |v| v.seq + 1);
+            let target = self.dataset_dir.join(format!("{seq:04}-{}", self.version_id));
+            if target.exists() {
+                continue;
+            }
+            match std::fs::rename(&self.tmp, &target) {
+                Ok(()) => {
+                    self.published = true;
+                    sync_dir(&self.dataset_dir)?;
+                    return Ok(VersionDir { seq, id: self.version_id.clone(), path: target });
+                }
+                Err(e) if target.exists() => {
+                    let _ = e;
+                    continue;
+                }
+                Err(e) => return Err(StoreError::Io { path: target, source: e }),
+            }
+        }
+    }
+}
+
+impl Drop for StoreWriter {
+    fn drop(&mut self) {
+        if !self.published {
+            self.payload = None;
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut f = File::create(path).map_err(StoreError::io(path))?;
+    f.write_all(bytes).map_err(StoreError::io(path))?;
+    f.sync_all().map_err(StoreError::io(path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|f| f.sync_all()).map_err(StoreError::io(dir))
+}
