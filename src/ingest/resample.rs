@@ -107,7 +107,7 @@ impl Resampler {
             return Decision::Drop;
         }
         self.next_target = scaled / unit + 1;
-        let time_s = (pts - origin) as f64 * self.time_base.to_f64();
+        let time_s = ((pts - origin) as i128 * self.time_base.num as i128) as f64 / self.time_base.den as f64;
         Decision::Keep { time_s }
     }
 }

@@ -165,14 +165,19 @@ pub fn locate(store: &Path, dataset: Option<&str>, version: Option<&str>) -> Res
     let Some(want) = version else {
         return Ok(newest.path.clone());
     };
-    let matches: Vec<&VersionDir> = versions
-        .iter()
-        .filter(|v| {
-            v.path.file_name().is_some_and(|n| n == want)
-                || v.id.starts_with(want)
-                || want.parse::<u32>().is_ok_and(|s| s == v.seq && want.len() < 4)
-        })
-        .collect();
+    // Precedence: the folder name, then a sequence number (up to 4 digits), then an id prefix.
+    let by_name = versions.iter().filter(|v| v.path.file_name().is_some_and(|n| n == want)).collect::<Vec<_>>();
+    let by_seq = match want.parse::<u32>() {
+        Ok(s) if want.len() <= 4 => versions.iter().filter(|v| v.seq == s).collect(),
+        _ => Vec::new(),
+    };
+    let matches = if !by_name.is_empty() {
+        by_name
+    } else if !by_seq.is_empty() {
+        by_seq
+    } else {
+        versions.iter().filter(|v| v.id.starts_with(want)).collect::<Vec<_>>()
+    };
     match matches.as_slice() {
         [one] => Ok(one.path.clone()),
         [] => Err(not_found(format!(

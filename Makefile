@@ -1,0 +1,34 @@
+# The two commands a new user types: `make demo` and `make test`. Both run `setup` first.
+SHELL := bash
+export VIRTUAL_ENV := $(CURDIR)/.venv
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+export LIBTORCH_USE_PYTORCH := 1
+
+RAW ?= ../shared/datasets
+STORE ?= store
+BIN := target/release/usctl
+
+.PHONY: setup build test demo us4 bench clean
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+
+# One profile for everything: the tests reuse the release build that setup made.
+test: setup
+	cargo test --release --locked
+
+demo: setup
+	@scripts/demo.sh "$(RAW)" "$(STORE)"
+
+# Rebuild the stores of every corpus in dataset_manifests/ from raw videos under $(RAW)/<name>/.
+us4: setup
+	@scripts/us4.sh "$(RAW)" "$(STORE)"
+
+bench: setup
+	@scripts/bench.sh "$(RAW)"
+
+clean:
+	cargo clean
+	rm -rf .venv

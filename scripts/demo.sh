@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# make demo: ingest the open lung corpora (COVID-BLUES, POCUS) and summarise them.
+set -uo pipefail
+RAW=${1:-../shared/datasets}
+STORE=${2:-store}
+BIN=target/release/usctl
+found=0
+status=0
+for name in covid-blues pocus; do
+  dir="$RAW/$name"
+  if [ ! -d "$dir" ]; then
+    echo "demo: no $name corpus at $dir"
+    continue
+  fi
+  found=1
+  echo "== $name: usctl ingest --manifest dataset_manifests/$name.toml --raw $dir --store $STORE"
+  "$BIN" ingest --manifest "dataset_manifests/$name.toml" --raw "$dir" --store "$STORE"
+  rc=$?
+  # 1 = some listed files were skipped (POCUS really lacks four); anything else is an error.
+  if [ $rc -gt 1 ]; then status=$rc; fi
+  "$BIN" verify --store "$STORE" --dataset "$name" || status=1
+  echo
+done
+if [ $found -eq 0 ]; then
+  cat >&2 <<MSG
+demo: no raw data found under $RAW.
+Put the corpora there (covid-blues/ with lus_videos/ and severity.csv; pocus/ with pocus_videos/,
+pocus_images/ and dataset_metadata.csv; see dataset_manifests/*.toml for what each needs),
+or point at them: make demo RAW=/path/to/datasets
+MSG
+  exit 2
+fi
+exit $status

@@ -1,0 +1,103 @@
+//! Helpers shared by the integration tests: the usctl binary, synthetic media made with the
+//! ffmpeg CLI (installed by `make setup`), and store inspection.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use usctl::index::{FrameRow, VideoRow};
+
+pub fn usctl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_usctl"))
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("usctl runs");
+    out
+}
+
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Runs the ffmpeg CLI quietly; panics with its message when it fails.
+pub fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("the ffmpeg CLI is installed by `make setup` (Debian package ffmpeg)");
+    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A moving test pattern of `frames` frames at `rate` fps, `w`×`h`.
+pub fn testsrc(w: u32, h: u32, rate: u32, frames: u32) -> String {
+    format!("testsrc2=size={w}x{h}:rate={rate},trim=end_frame={frames}")
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A manifest with one source that takes every file under `dir` matching `include`, plus
+/// `files` listed one by one; class "a" for names starting with "a", "b" otherwise.
+pub fn manifest(path: &Path, name: &str, include: &[&str], files: &[&str]) {
+    let list = |v: &[&str]| v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    write(
+        path,
+        &format!(
+            "schema = 1\nname = \"{name}\"\nclasses = [\"a\", \"b\"]\n\n[[source]]\nsubdataset = \"synthetic\"\ninclude = [{}]\nfiles = [{}]\n\n[[source.class_rule]]\nprefix = \"a\"\nclass = \"a\"\n\n[[source.class_rule]]\nglob = \"**\"\nclass = \"b\"\n",
+            list(include),
+            list(files)
+        ),
+    );
+}
+
+pub fn ingest(manifest: &Path, raw: &Path, store: &Path, extra: &[&str]) -> Output {
+    run(usctl()
+        .args(["ingest", "--quiet", "--manifest"])
+        .arg(manifest)
+        .arg("--raw")
+        .arg(raw)
+        .arg("--store")
+        .arg(store)
+        .args(extra))
+}
+
+/// The newest version directory of the only dataset under `store`.
+pub fn newest(store: &Path) -> PathBuf {
+    usctl::store::locate(store, None, None).expect("a published version")
+}
+
+pub fn tables(version: &Path) -> (Vec<VideoRow>, Vec<FrameRow>) {
+    (
+        usctl::index::read_videos(&version.join("videos.parquet")).unwrap(),
+        usctl::index::read_frames(&version.join("frames.parquet")).unwrap(),
+    )
+}
+
+/// Source frame indices kept for one video, by source path.
+pub fn kept(version: &Path, source_path: &str) -> Vec<i64> {
+    let (videos, frames) = tables(version);
+    let v = videos.iter().find(|v| v.source_path == source_path).unwrap_or_else(|| panic!("{source_path} in the index"));
+    frames.iter().filter(|f| f.video_id == v.video_id).map(|f| f.source_index).collect()
+}
+
+/// Every file under `dir` (relative path → bytes), for before/after comparisons.
+pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().flatten() {
+        let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+        if e.file_type().is_file() {
+            out.push((rel, std::fs::read(e.path()).unwrap_or_default()));
+        } else {
+            out.push((rel, Vec::new()));
+        }
+    }
+    out
+}
+
+pub fn shared_datasets() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
+    p.is_dir().then_some(p)
+}
