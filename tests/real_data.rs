@@ -1,0 +1,135 @@
+//! On the real corpora in ../shared/datasets (skipped, with a message, where they are absent):
+//! every file decodes, frames kept per video equal what sampling by timestamp predicts from an
+//! independent decoder run (ffprobe), the four absent POCUS files are reported, the store
+//! verifies, and a second ingest gives the same version id.
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use usctl::ingest::resample::{kept_indices, Rational};
+
+/// (time base, best-effort timestamps of every decoded frame) of the best video stream. A frame
+/// without any timestamp gets the previous one plus one frame period (1 / average frame rate),
+/// the fallback docs/store-format.md documents for the decoder.
+fn probe(path: &Path) -> (Rational, Vec<i64>) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=time_base,avg_frame_rate:frame=best_effort_timestamp", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed by `make setup`");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ratio = |s: &str| s.split_once('/').and_then(|(n, d)| Rational::new(n.parse().ok()?, d.parse().ok()?));
+    let (mut tb, mut rate) = (None, None);
+    let mut raw: Vec<Option<i64>> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let fields: Vec<&str> = line.split(',').filter(|f| !f.is_empty()).collect();
+        match fields.as_slice() {
+            ["N/A"] => raw.push(None),
+            [one] if !one.contains('/') => raw.push(Some(one.parse().unwrap_or_else(|e| panic!("{line}: {e}")))),
+            // ffprobe prints its own field order: avg_frame_rate, then time_base.
+            [r, t] => (tb, rate) = (ratio(t), ratio(r)),
+            [t] => tb = ratio(t),
+            _ => panic!("unexpected ffprobe line for {}: {line}", path.display()),
+        }
+    }
+    let tb = tb.unwrap_or_else(|| panic!("no time base for {}", path.display()));
+    let step = rate.map_or(1, |r| ((tb.den as i128 * r.den as i128) / (tb.num as i128 * r.num as i128)).max(1) as i64);
+    let mut last: Option<i64> = None;
+    let pts = raw
+        .into_iter()
+        .map(|p| {
+            let p = p.or_else(|| last.map(|l| l + step)).unwrap_or(0);
+            last = Some(p);
+            p
+        })
+        .collect();
+    (tb, pts)
+}
+
+fn check_corpus(name: &str, expect_missing: &[&str]) -> Option<(usize, usize)> {
+    let Some(datasets) = shared_datasets() else {
+        eprintln!("real_data: ../shared/datasets is absent; {name} not checked");
+        return None;
+    };
+    let raw = datasets.join(name);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("dataset_manifests/{name}.toml"));
+    let out = run(usctl().args(["ingest", "--json", "--size", "64", "--manifest"]).arg(&manifest).arg("--raw").arg(&raw).arg("--store").arg(&store));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(if expect_missing.is_empty() { 0 } else { 1 }), "{}", text(&out));
+    let v = newest(&store);
+    let (videos, frames) = tables(&v);
+
+    let missing: Vec<&str> = videos.iter().filter(|r| r.status == "missing").map(|r| r.source_path.as_str()).collect();
+    let mut want: Vec<&str> = expect_missing.to_vec();
+    want.sort();
+    assert_eq!(missing, want);
+    let problems = report["problems"].as_array().unwrap();
+    for m in expect_missing {
+        assert!(problems.iter().any(|p| p["path"].as_str().unwrap().ends_with(m)), "{m} not reported");
+    }
+    let not_ok: Vec<_> = videos.iter().filter(|r| r.status != "ok" && r.status != "missing").map(|r| (&r.source_path, &r.message)).collect();
+    assert!(not_ok.is_empty(), "{not_ok:#?}");
+
+    // Every video against an independent ffprobe decode, two at a time.
+    let fps = Rational::new(3, 1).unwrap();
+    let present: Vec<_> = videos.iter().filter(|r| r.status == "ok").collect();
+    let mismatches = std::sync::Mutex::new(Vec::new());
+    let chunks: Vec<_> = present.chunks(present.len().div_ceil(2).max(1)).collect();
+    std::thread::scope(|s| {
+        for chunk in &chunks {
+            let (frames, mismatches, raw) = (&frames, &mismatches, &raw);
+            s.spawn(move || {
+                for r in chunk.iter() {
+                    let stored: Vec<i64> = frames.iter().filter(|f| f.video_id == r.video_id).map(|f| f.source_index).collect();
+                    let expected: Vec<i64> = if r.kind == "image" {
+                        vec![0]
+                    } else {
+                        let (tb, pts) = probe(&raw.join(&r.source_path));
+                        if pts.len() as i64 != r.frames_decoded {
+                            mismatches.lock().unwrap().push(format!("{}: decoded {} frames, ffprobe {}", r.source_path, r.frames_decoded, pts.len()));
+                        }
+                        kept_indices(&pts, fps, tb).into_iter().map(|i| i as i64).collect()
+                    };
+                    if stored != expected {
+                        mismatches.lock().unwrap().push(format!("{}: kept {stored:?}, predicted {expected:?}", r.source_path));
+                    }
+                }
+            });
+        }
+    });
+    let mismatches = mismatches.into_inner().unwrap();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+
+    assert!(usctl::verify::verify(&v).unwrap().is_ok());
+    let again = run(usctl().args(["ingest", "--json", "--size", "64", "--manifest"]).arg(&manifest).arg("--raw").arg(&raw).arg("--store").arg(&store));
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["reused"], true);
+    assert_eq!(again["version_id"], report["version_id"]);
+    eprintln!("real_data: {name}: {} files, {} frames kept, all as predicted", videos.len(), frames.len());
+    Some((videos.len(), present.len()))
+}
+
+#[test]
+fn covid_blues_all_362_videos() {
+    if let Some(counts) = check_corpus("covid-blues", &[]) {
+        assert_eq!(counts, (362, 362));
+    }
+}
+
+#[test]
+fn pocus_all_present_files_and_the_four_absent_ones() {
+    let counts = check_corpus(
+        "pocus",
+        &[
+            "pocus_videos/convex/Cov_denault_proposedUS_vid2.mov",
+            "pocus_videos/convex/Cov_emdocs_vid1.gif",
+            "pocus_videos/convex/Cov_emdocs_vid3.gif",
+            "pocus_videos/linear/Cov_emdocs_vid2.gif",
+        ],
+    );
+    if let Some(counts) = counts {
+        assert_eq!(counts, (167, 163));
+    }
+}
