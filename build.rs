@@ -37,8 +37,8 @@ fn pkg_version(lib: &str) -> String {
 fn torch() {
     let python = if env::var_os("VIRTUAL_ENV").is_some() { "python" } else { "python3" };
     let script = "import torch, os; print(torch.__version__); print(os.path.join(os.path.dirname(torch.__file__), 'lib'))";
-    let out = Command::new(python).args(["-c", script]).output();
-    let Ok(out) = out.filter_out_failure() else {
+    let out = Command::new(python).args(["-c", script]).output().ok().filter(|o| o.status.success());
+    let Some(out) = out else {
         println!("cargo:warning=could not ask {python} for torch; run `make setup` (it builds with the project venv)");
         println!("cargo:rustc-env=USCTL_LIBTORCH_BUILD=unknown");
         return;
@@ -49,23 +49,17 @@ fn torch() {
     let lib = PathBuf::from(lines.next().unwrap_or("").trim());
     println!("cargo:rustc-env=USCTL_LIBTORCH_BUILD={version}");
     println!("cargo:rustc-link-search=native={}", lib.display());
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    for arg in rpath_and_cuda(&lib) {
+        println!("cargo:rustc-link-arg-bin=usctl-torch={arg}");
+    }
+}
+
+/// Linker arguments for binaries that use libtorch. Only `usctl-torch` gets them: `usctl` and
+/// the tests reference no libtorch symbol, so --as-needed keeps libtorch out of them.
+fn rpath_and_cuda(lib: &std::path::Path) -> Vec<String> {
+    let mut args = vec![format!("-Wl,-rpath,{}", lib.display())];
     if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        args.extend(["-Wl,--no-as-needed".into(), "-ltorch_cuda".into(), "-Wl,--as-needed".into()]);
     }
-}
-
-trait FilterOutFailure {
-    fn filter_out_failure(self) -> Result<std::process::Output, ()>;
-}
-
-impl FilterOutFailure for std::io::Result<std::process::Output> {
-    fn filter_out_failure(self) -> Result<std::process::Output, ()> {
-        match self {
-            Ok(o) if o.status.success() => Ok(o),
-            _ => Err(()),
-        }
-    }
+    args
 }

@@ -13,9 +13,8 @@ pub mod verify;
 /// Native library versions this binary was built against, for `usctl --version` and provenance.
 pub fn build_info() -> String {
     let ffmpeg = option_env!("USCTL_FFMPEG_BUILD").unwrap_or("not built in (feature `decode` off)");
-    let torch = option_env!("USCTL_LIBTORCH_BUILD").unwrap_or("not built in (feature `torch` off)");
     format!(
-        "{}\nFFmpeg: {ffmpeg}\nlibtorch: {torch}\nstore format: {}",
+        "{}\nFFmpeg: {ffmpeg}\nstore format: {}",
         env!("CARGO_PKG_VERSION"),
         store::FORMAT_VERSION
     )

@@ -31,17 +31,20 @@ fn main() -> ExitCode {
 }
 
 fn long_version() -> String {
-    let cuda = {
-        #[cfg(feature = "torch")]
-        {
-            format!("\nCUDA available: {}", if tch::Cuda::is_available() { format!("yes ({} devices)", tch::Cuda::device_count()) } else { "no".into() })
-        }
-        #[cfg(not(feature = "torch"))]
-        {
-            String::new()
-        }
+    format!("{}\nFFmpeg at run time: {}\n{}", usctl::build_info(), ingest::decode::runtime_versions(), torch_version())
+}
+
+/// libtorch is reported by `usctl-torch`, the binary beside this one that links it.
+fn torch_version() -> String {
+    let sibling = std::env::current_exe().ok().and_then(|p| Some(p.parent()?.join("usctl-torch")));
+    let Some(path) = sibling.filter(|p| p.is_file()) else {
+        return "libtorch: usctl-torch not found beside usctl (build with feature `torch`: make setup)".into();
     };
-    format!("{}\nFFmpeg at run time: {}{cuda}", usctl::build_info(), ingest::decode::runtime_versions())
+    match std::process::Command::new(&path).arg("--version").output() {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim_end().to_string(),
+        Ok(o) => format!("libtorch: {} failed: {}", path.display(), String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => format!("libtorch: cannot run {}: {e}", path.display()),
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

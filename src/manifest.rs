@@ -311,8 +311,8 @@ fn list_files(source: &Source, dir: &Path, problems: &mut Vec<Problem>) -> Resul
         if exclude.is_match(&rel) {
             continue;
         }
-        // `metadata` follows links, so a dangling link or a link loop counts as missing here and
-        // its exact reason comes out when the file is opened.
+        // Only a path with nothing at it is missing. A dangling link or a link loop exists as a
+        // link; opening it fails later and reports the exact reason (status `failed`).
         let exists = std::fs::symlink_metadata(dir.join(&rel)).is_ok();
         files.push((rel, !exists));
     }

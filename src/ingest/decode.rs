@@ -228,7 +228,13 @@ mod video {
     /// Runtime FFmpeg library versions (they may differ from the build's headers).
     pub fn runtime_versions() -> String {
         let v = |x: u32| format!("{}.{}.{}", x >> 16, (x >> 8) & 0xff, x & 0xff);
-        format!("libavcodec {}, libavformat {}, libavutil {}", v(ff::codec::version()), v(ff::format::version()), v(ff::util::version()))
+        format!(
+            "libavcodec {}, libavformat {}, libavutil {}, libswscale {}",
+            v(ff::codec::version()),
+            v(ff::format::version()),
+            v(ff::util::version()),
+            v(ff::software::scaling::version())
+        )
     }
 }
 
