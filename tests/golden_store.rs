@@ -86,3 +86,14 @@ fn golden_store_reads_back() {
     assert_eq!(s.frames[1].pts, 512);
     assert!(usctl::verify::verify(&v).unwrap().is_ok());
 }
+
+#[test]
+fn publishing_skips_a_stray_folder_that_holds_the_next_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = build(tmp.path());
+    // Not a version (no store.json), but it occupies 0002-<id>.
+    std::fs::create_dir_all(tmp.path().join("golden/0002-00112233445566aa")).unwrap();
+    let second = build(tmp.path());
+    assert_eq!(second.file_name().unwrap(), "0003-00112233445566aa");
+    assert!(Store::open(&first).is_ok() && Store::open(&second).is_ok());
+}

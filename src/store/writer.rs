@@ -119,25 +119,23 @@ impl StoreWriter {
         json.push(b'\n');
         write_synced(&self.tmp.join(META_FILE), &json)?;
         sync_dir(&self.tmp)?;
-        // Another ingest may publish at the same moment: take the next free sequence number.
+        // Another ingest may publish at the same moment, and a stray folder may hold a name:
+        // take the next free sequence number.
+        let mut seq = list_versions(&self.dataset_dir)?.last().map_or(1, |v| v.seq + 1);
         loop {
-            let seq = list_versions(&self.dataset_dir)?.last().map_or(1, |v| v.seq + 1);
             let target = self.dataset_dir.join(format!("{seq:04}-{}", self.version_id));
-            if target.exists() {
-                continue;
-            }
-            match std::fs::rename(&self.tmp, &target) {
-                Ok(()) => {
-                    self.published = true;
-                    sync_dir(&self.dataset_dir)?;
-                    return Ok(VersionDir { seq, id: self.version_id.clone(), path: target });
+            if !target.exists() {
+                match std::fs::rename(&self.tmp, &target) {
+                    Ok(()) => {
+                        self.published = true;
+                        sync_dir(&self.dataset_dir)?;
+                        return Ok(VersionDir { seq, id: self.version_id.clone(), path: target });
+                    }
+                    Err(_) if target.exists() => {}
+                    Err(e) => return Err(StoreError::Io { path: target, source: e }),
                 }
-                Err(e) if target.exists() => {
-                    let _ = e;
-                    continue;
-                }
-                Err(e) => return Err(StoreError::Io { path: target, source: e }),
             }
+            seq += 1;
         }
     }
 }
