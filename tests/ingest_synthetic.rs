@@ -1,10 +1,10 @@
 //! Ingest of small synthetic files in every supported container, with exact expected frames.
 mod common;
 use common::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Makes the synthetic corpus; returns the raw folder.
-fn corpus(root: &Path) -> std::path::PathBuf {
+fn corpus(root: &Path) -> PathBuf {
     let raw = root.join("raw");
     std::fs::create_dir_all(raw.join("stills")).unwrap();
     let p = |name: &str| raw.join(name).display().to_string();
@@ -30,13 +30,18 @@ fn corpus(root: &Path) -> std::path::PathBuf {
     raw
 }
 
+/// The synthetic corpus under `root`, a manifest taking `include` from it, and a store path.
+fn setup(root: &Path, include: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    let raw = corpus(root);
+    let m = root.join("m.toml");
+    manifest(&m, "synthetic", include, &[]);
+    (raw, m, root.join("store"))
+}
+
 #[test]
 fn every_container_samples_by_timestamp() {
     let tmp = tempfile::tempdir().unwrap();
-    let raw = corpus(tmp.path());
-    let m = tmp.path().join("m.toml");
-    manifest(&m, "synthetic", &["*.*", "stills/*"], &[]);
-    let store = tmp.path().join("store");
+    let (raw, m, store) = setup(tmp.path(), &["*.*", "stills/*"]);
     let out = ingest(&m, &raw, &store, &["--size", "32"]);
     assert!(out.status.success(), "{}", text(&out));
     let v = newest(&store);
@@ -77,9 +82,7 @@ fn every_container_samples_by_timestamp() {
 #[test]
 fn bytes_do_not_depend_on_thread_count_and_reruns_reuse() {
     let tmp = tempfile::tempdir().unwrap();
-    let raw = corpus(tmp.path());
-    let m = tmp.path().join("m.toml");
-    manifest(&m, "synthetic", &["*.*", "stills/*"], &[]);
+    let (raw, m, _) = setup(tmp.path(), &["*.*", "stills/*"]);
     let (one, two) = (tmp.path().join("s1"), tmp.path().join("s2"));
     assert!(ingest(&m, &raw, &one, &["--size", "48", "--threads", "1"]).status.success());
     assert!(ingest(&m, &raw, &two, &["--size", "48", "--threads", "2"]).status.success());
@@ -112,10 +115,7 @@ fn bytes_do_not_depend_on_thread_count_and_reruns_reuse() {
 #[test]
 fn verify_names_the_damaged_video() {
     let tmp = tempfile::tempdir().unwrap();
-    let raw = corpus(tmp.path());
-    let m = tmp.path().join("m.toml");
-    manifest(&m, "synthetic", &["*.mp4", "*.gif"], &[]);
-    let store = tmp.path().join("store");
+    let (raw, m, store) = setup(tmp.path(), &["*.mp4", "*.gif"]);
     assert!(ingest(&m, &raw, &store, &["--size", "16"]).status.success());
     let v = newest(&store);
     let ok = run(usctl().arg("verify").arg("--store").arg(&store));

@@ -11,8 +11,7 @@ pub fn usctl() -> Command {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("usctl runs");
-    out
+    cmd.output().expect("usctl runs")
 }
 
 pub fn text(out: &Output) -> String {
