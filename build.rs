@@ -18,6 +18,26 @@ fn main() {
     if env::var_os("CARGO_FEATURE_TORCH").is_some() {
         torch();
     }
+    git_commit();
+}
+
+/// The commit the binary was built from, for each run's provenance ("-dirty" when the work tree
+/// had changes; "unknown" outside a git checkout).
+fn git_commit() {
+    for f in [".git/HEAD", ".git/index"] {
+        if std::path::Path::new(f).exists() {
+            println!("cargo:rerun-if-changed={f}");
+        }
+    }
+    let git = |args: &[&str]| Command::new("git").args(args).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let commit = match git(&["rev-parse", "HEAD"]) {
+        Some(c) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            if dirty { format!("{c}-dirty") } else { c }
+        }
+        None => "unknown".into(),
+    };
+    println!("cargo:rustc-env=USCTL_GIT_COMMIT={commit}");
 }
 
 fn pkg_version(lib: &str) -> String {
@@ -52,6 +72,8 @@ fn torch() {
     for arg in rpath_and_cuda(&lib) {
         println!("cargo:rustc-link-arg-bin=usctl-torch={arg}");
     }
+    // usctl-torch's unit tests (its test harness) call libtorch too; they only need to find it.
+    println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{}", lib.display());
 }
 
 /// Linker arguments for binaries that use libtorch. Only `usctl-torch` gets them: `usctl` and

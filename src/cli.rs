@@ -17,6 +17,13 @@ pub enum Command {
     Verify(StoreArgs),
     /// Describe a store version: counts per sub-dataset and class, problems recorded at ingest.
     Info(StoreArgs),
+    /// Pretrain a ResNet-18 backbone on a store with USCL (runs `usctl-torch train`; see
+    /// `usctl train --help`).
+    #[command(disable_help_flag = true)]
+    Train {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Decode the manifest's files without storing anything (benchmark helper).
     #[command(hide = true)]
     DecodeOnly(IngestArgs),

@@ -70,3 +70,42 @@ pub enum IngestError {
     #[error("cannot start the worker pool: {0}")]
     Pool(String),
 }
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}; check the path given to --config")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path} is not valid: {message}; see docs/config.md for every key and its default")]
+    Parse { path: PathBuf, message: String },
+    #[error("config value `{key}` {message}; change it in the config file or on the command line")]
+    Invalid { key: String, message: String },
+}
+
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("store {path} has {found} usable videos; training needs at least {needed} ({why})")]
+    TooFewVideos { path: PathBuf, found: usize, needed: usize, why: String },
+    #[error("run directory {path} already holds a run; pass --resume to continue it, or choose a new --out")]
+    RunExists { path: PathBuf },
+    #[error("cannot resume from {path}: {message}")]
+    Resume { path: PathBuf, message: String },
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("CUDA was requested (--device cuda) but libtorch sees no GPU; use --device cpu or auto")]
+    NoCuda,
+    #[error("libtorch: {0}")]
+    Torch(String),
+}
+
+impl TrainError {
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+        let path = path.into();
+        move |source| TrainError::Io { path, source }
+    }
+}

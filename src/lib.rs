@@ -1,12 +1,20 @@
-//! usctl: raw ultrasound videos → versioned frame-cluster stores → (later issues) USCL
-//! pretraining, evaluation and export. Data flows one way:
+//! usctl: raw ultrasound videos → versioned frame-cluster stores → USCL pretraining (and, in a
+//! later issue, evaluation and export). This library holds everything that does not need
+//! libtorch; the libtorch side (model, losses, loader, trainer) is the `usctl-torch` binary in
+//! src/torch/, so that `usctl` and ingest never load libtorch. Data flows one way:
 //! manifest → ingest → store → loader → trainer → checkpoint → eval/export.
 
+pub mod augment;
+pub mod config;
 pub mod error;
 pub mod hash;
 pub mod index;
 pub mod ingest;
 pub mod manifest;
+pub mod plot;
+pub mod sampler;
+pub mod schedule;
+pub mod seed;
 pub mod store;
 pub mod verify;
 

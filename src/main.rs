@@ -16,6 +16,11 @@ fn main() -> ExitCode {
         println!("usctl {}", long_version());
         return ExitCode::SUCCESS;
     }
+    // The libtorch commands run in the sibling binary, so that ingest never loads libtorch.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "train") {
+        return forward_to_torch(&args[1..]);
+    }
     let matches = Cli::command().version(env!("CARGO_PKG_VERSION")).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
@@ -34,11 +39,30 @@ fn long_version() -> String {
     format!("{}\nFFmpeg at run time: {}\n{}", usctl::build_info(), ingest::decode::runtime_versions(), torch_version())
 }
 
-/// libtorch is reported by `usctl-torch`, the binary beside this one that links it.
-fn torch_version() -> String {
+const NO_TORCH: &str = "usctl-torch not found beside usctl (build with feature `torch`: make setup)";
+
+/// `usctl-torch`, the binary beside this one that links libtorch.
+fn torch_binary() -> Option<std::path::PathBuf> {
     let sibling = std::env::current_exe().ok().and_then(|p| Some(p.parent()?.join("usctl-torch")));
-    let Some(path) = sibling.filter(|p| p.is_file()) else {
-        return "libtorch: usctl-torch not found beside usctl (build with feature `torch`: make setup)".into();
+    sibling.filter(|p| p.is_file())
+}
+
+/// Replaces this process with `usctl-torch ARGS…` (same arguments, same exit code).
+fn forward_to_torch(args: &[std::ffi::OsString]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let Some(path) = torch_binary() else {
+        eprintln!("error: {NO_TORCH}");
+        return ExitCode::from(2);
+    };
+    let err = std::process::Command::new(&path).args(args).exec();
+    eprintln!("error: cannot run {}: {err}", path.display());
+    ExitCode::from(2)
+}
+
+/// libtorch is reported by `usctl-torch`.
+fn torch_version() -> String {
+    let Some(path) = torch_binary() else {
+        return format!("libtorch: {NO_TORCH}");
     };
     match std::process::Command::new(&path).arg("--version").output() {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim_end().to_string(),
@@ -58,6 +82,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Verify(a) => run_verify(a),
         Command::Info(a) => run_info(a),
+        Command::Train { args } => {
+            let mut all = vec![std::ffi::OsString::from("train")];
+            all.extend(args.into_iter().map(Into::into));
+            Ok(forward_to_torch(&all))
+        }
     }
 }
 

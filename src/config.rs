@@ -1,0 +1,328 @@
+//! Typed training configuration (docs/config.md). Every default lives here; a TOML file may set any
+//! subset (unknown keys are rejected), command-line overrides go on top, and the resolved result is
+//! saved in the run directory so that the run can be resumed and reproduced from it alone.
+
+use crate::error::ConfigError;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pairs {
+    /// Sample pair generation: three frames in time order, anchor mixed into each neighbour.
+    Spg,
+    /// Two random frames of the video.
+    Rstfv,
+    /// One random frame of the video, augmented twice.
+    Rsofv,
+    /// Random frames of the whole store, no video awareness (SimCLR-style).
+    Rs,
+}
+
+impl std::str::FromStr for Pairs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "spg" => Ok(Pairs::Spg),
+            "rstfv" => Ok(Pairs::Rstfv),
+            "rsofv" => Ok(Pairs::Rsofv),
+            "rs" => Ok(Pairs::Rs),
+            _ => Err(format!("unknown pair strategy {s:?}: use spg, rstfv, rsofv or rs")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mix {
+    /// Mix the raw frames, then augment the mixed image (one crop per view).
+    Before,
+    /// Augment each frame on its own, then mix the two augmented images.
+    After,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassifierOn {
+    /// h reads the backbone's 512-d features (Algorithm 1 of the paper).
+    Backbone,
+    /// h reads the projection's 256-d output (the reference code).
+    Projection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda),
+            _ => Err(format!("unknown device {s:?}: use auto, cpu or cuda")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpgConfig {
+    /// ξ ~ Beta(alpha, beta).
+    pub alpha: f64,
+    pub beta: f64,
+    /// One ξ for both views (the reference code) instead of ξ1, ξ2 drawn independently.
+    pub shared_xi: bool,
+    pub mix: Mix,
+}
+
+impl Default for SpgConfig {
+    fn default() -> Self {
+        SpgConfig { alpha: 0.5, beta: 0.5, shared_xi: false, mix: Mix::Before }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    /// Random resized crop: area fraction and aspect-ratio ranges.
+    pub crop_scale: [f64; 2],
+    pub crop_ratio: [f64; 2],
+    /// Probability of a horizontal flip.
+    pub flip: f64,
+    /// Probability that colour jitter is applied to an image at all.
+    pub jitter_prob: f64,
+    /// Factors drawn from [max(0, 1 − x), 1 + x].
+    pub brightness: f64,
+    pub contrast: f64,
+    /// Accepted for parity with the paper; on grayscale pixels saturation and hue jitter are the
+    /// identity (a gray pixel has no saturation and no hue), see docs/config.md.
+    pub saturation: f64,
+    pub hue: f64,
+    /// Normalisation: (x − mean) / std, x in [0, 1].
+    pub mean: f64,
+    pub std: f64,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            crop_scale: [0.8, 1.0],
+            crop_ratio: [0.8, 1.25],
+            flip: 0.5,
+            jitter_prob: 0.8,
+            brightness: 0.8,
+            contrast: 0.8,
+            saturation: 0.8,
+            hue: 0.2,
+            mean: 0.5,
+            std: 0.25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// The root seed: weights, splits, label subset, batches and augmentation derive from it.
+    pub seed: u64,
+    pub epochs: u32,
+    /// Videos per batch (one positive pair each).
+    pub batch_size: usize,
+    /// Training images are image_size × image_size.
+    pub image_size: i64,
+    pub device: DeviceChoice,
+    pub pairs: Pairs,
+    pub temperature: f64,
+    /// Weight of the classification loss.
+    pub lambda: f64,
+    /// Fraction of labelled videos whose labels are used.
+    pub label_rate: f64,
+    /// false: pure supervised pretraining on the labelled videos.
+    pub contrastive: bool,
+    pub classifier_on: ClassifierOn,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub warmup_epochs: u32,
+    /// Fraction of videos held out for the validation NT-Xent.
+    pub val_fraction: f64,
+    /// Backbone initialisation: a torchvision-named ResNet-18 safetensors file; none = random.
+    pub init: Option<String>,
+    /// Mixed precision (fp16 autocast with loss scaling); only on CUDA.
+    pub mixed_precision: bool,
+    /// libtorch intra-op threads (0 = all cores).
+    pub threads: usize,
+    /// Batch-assembly threads and how many batches they may prepare ahead.
+    pub loader_threads: usize,
+    pub prefetch: usize,
+    pub spg: SpgConfig,
+    pub augment: AugmentConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            seed: 0,
+            epochs: 300,
+            batch_size: 32,
+            image_size: 224,
+            device: DeviceChoice::Auto,
+            pairs: Pairs::Spg,
+            temperature: 0.5,
+            lambda: 0.2,
+            label_rate: 0.01,
+            contrastive: true,
+            classifier_on: ClassifierOn::Backbone,
+            lr: 3e-4,
+            weight_decay: 1e-4,
+            warmup_epochs: 10,
+            val_fraction: 0.2,
+            init: None,
+            mixed_precision: true,
+            threads: 0,
+            loader_threads: 1,
+            prefetch: 4,
+            spg: SpgConfig::default(),
+            augment: AugmentConfig::default(),
+        }
+    }
+}
+
+/// Command-line overrides; `None` keeps the file's (or the default) value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub epochs: Option<u32>,
+    pub image_size: Option<i64>,
+    pub batch_size: Option<usize>,
+    pub device: Option<DeviceChoice>,
+    pub pairs: Option<Pairs>,
+    pub lambda: Option<f64>,
+    pub label_rate: Option<f64>,
+    pub seed: Option<u64>,
+    pub lr: Option<f64>,
+    pub contrastive: Option<bool>,
+    pub init: Option<String>,
+    pub threads: Option<usize>,
+    pub loader_threads: Option<usize>,
+}
+
+impl TrainConfig {
+    pub fn load(path: &Path) -> Result<TrainConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.into(), source: e })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    }
+
+    pub fn apply(&mut self, o: &Overrides) {
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = o.$f.clone() { self.$f = v; } )* };
+        }
+        set!(epochs, image_size, batch_size, device, pairs, lambda, label_rate, seed, lr, contrastive, threads, loader_threads);
+        if let Some(i) = &o.init {
+            self.init = (i != "random").then(|| i.clone());
+        }
+    }
+
+    /// Rejects values that would fail later or train nonsense, naming the key to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid { key: key.into(), message: why.into() });
+        let a = &self.augment;
+        if self.epochs == 0 {
+            return bad("epochs", "must be at least 1");
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1");
+        }
+        if !(16..=1024).contains(&self.image_size) {
+            return bad("image_size", "must be between 16 and 1024 pixels");
+        }
+        if self.temperature.is_nan() || self.temperature <= 0.0 {
+            return bad("temperature", "must be > 0");
+        }
+        if self.lambda.is_nan() || self.lambda < 0.0 {
+            return bad("lambda", "must be ≥ 0");
+        }
+        if !(0.0..=1.0).contains(&self.label_rate) {
+            return bad("label_rate", "must be in [0, 1]");
+        }
+        if !self.contrastive && (self.lambda == 0.0 || self.label_rate == 0.0) {
+            return bad("contrastive", "off leaves only the classification loss: set lambda > 0 and label_rate > 0");
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad("val_fraction", "must be in [0, 1)");
+        }
+        if self.lr.is_nan() || self.lr <= 0.0 || self.weight_decay.is_nan() || self.weight_decay < 0.0 {
+            return bad("lr", "lr must be > 0 and weight_decay ≥ 0");
+        }
+        if self.loader_threads == 0 || self.prefetch == 0 {
+            return bad("loader_threads", "loader_threads and prefetch must be at least 1");
+        }
+        if self.spg.alpha.is_nan() || self.spg.alpha <= 0.0 || self.spg.beta.is_nan() || self.spg.beta <= 0.0 {
+            return bad("spg.alpha", "Beta parameters alpha and beta must be > 0");
+        }
+        let range = |r: [f64; 2]| r[0] > 0.0 && r[0] <= r[1];
+        if !range(a.crop_scale) || a.crop_scale[1] > 1.0 {
+            return bad("augment.crop_scale", "must be [lo, hi] with 0 < lo ≤ hi ≤ 1");
+        }
+        if !range(a.crop_ratio) {
+            return bad("augment.crop_ratio", "must be [lo, hi] with 0 < lo ≤ hi");
+        }
+        for (k, p) in [("augment.flip", a.flip), ("augment.jitter_prob", a.jitter_prob)] {
+            if !(0.0..=1.0).contains(&p) {
+                return bad(k, "is a probability: must be in [0, 1]");
+            }
+        }
+        for (k, x) in [("augment.brightness", a.brightness), ("augment.contrast", a.contrast), ("augment.saturation", a.saturation)] {
+            if x.is_nan() || x < 0.0 {
+                return bad(k, "must be ≥ 0");
+            }
+        }
+        if !(0.0..=0.5).contains(&a.hue) {
+            return bad("augment.hue", "must be in [0, 0.5]");
+        }
+        if a.std.is_nan() || a.std <= 0.0 {
+            return bad("augment.std", "must be > 0");
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        // Serialising a plain struct of numbers, strings and enums cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_and_unknown_keys_fail() {
+        let c = TrainConfig::default();
+        c.validate().unwrap();
+        let back: TrainConfig = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+        let partial: TrainConfig = toml::from_str("epochs = 3\n[spg]\nshared_xi = true\n").unwrap();
+        assert_eq!((partial.epochs, partial.spg.shared_xi, partial.spg.alpha), (3, true, 0.5));
+        let err = toml::from_str::<TrainConfig>("epoch = 3\n").unwrap_err().to_string();
+        assert!(err.contains("unknown field `epoch`"), "{err}");
+        assert!(toml::from_str::<TrainConfig>("[augment]\nflip_p = 1\n").is_err());
+    }
+
+    #[test]
+    fn overrides_and_validation() {
+        let mut c = TrainConfig::default();
+        c.apply(&Overrides { epochs: Some(2), pairs: Some(Pairs::Rs), init: Some("random".into()), ..Default::default() });
+        assert_eq!((c.epochs, c.pairs, c.init.clone()), (2, Pairs::Rs, None));
+        c.label_rate = 1.5;
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "label_rate"));
+        let mut c = TrainConfig { contrastive: false, lambda: 0.0, ..Default::default() };
+        assert!(c.validate().is_err());
+        c.lambda = 1.0;
+        c.validate().unwrap();
+    }
+}

@@ -1,0 +1,301 @@
+//! Pair strategies (SPG, RSTFV, RSOFV, RS) as pure functions of a seeded generator: they name
+//! frame rows of the store and mixing weights, never pixels. The loader turns them into tensors.
+
+use crate::config::{Pairs, SpgConfig};
+use crate::seed::{self, Rng};
+use rand::seq::SliceRandom;
+use rand::Rng as _;
+use rand_distr::{Beta, Distribution};
+use serde::Serialize;
+
+/// One video's frames: rows first_row .. first_row + frames of the store, in time order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clip {
+    pub first_row: usize,
+    pub frames: usize,
+}
+
+/// One view before augmentation: xi · anchor + (1 − xi) · other (other = anchor, xi = 1: no mixing).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct View {
+    pub anchor: usize,
+    pub other: usize,
+    pub xi: f32,
+}
+
+impl View {
+    pub fn single(row: usize) -> View {
+        View { anchor: row, other: row, xi: 1.0 }
+    }
+}
+
+/// A positive pair; `clip` is the index of the clip it came from (for its label).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pair {
+    pub clip: usize,
+    pub views: [View; 2],
+}
+
+/// How often a video had too few frames for the strategy (reported per epoch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Fallbacks {
+    /// SPG on a two-frame video: the two frames, no mixing.
+    pub two_frames: u64,
+    /// SPG or RSTFV on a one-frame video: that frame, augmented twice.
+    pub one_frame: u64,
+}
+
+impl Fallbacks {
+    pub fn add(&mut self, o: Fallbacks) {
+        self.two_frames += o.two_frames;
+        self.one_frame += o.one_frame;
+    }
+}
+
+/// The pair strategy with its parameters, ready to draw from.
+pub struct Sampler {
+    pairs: Pairs,
+    shared_xi: bool,
+    beta: Beta<f64>,
+}
+
+impl Sampler {
+    pub fn new(pairs: Pairs, spg: &SpgConfig) -> Result<Sampler, String> {
+        let beta = Beta::new(spg.alpha, spg.beta).map_err(|e| format!("spg.alpha/spg.beta: {e}"))?;
+        Ok(Sampler { pairs, shared_xi: spg.shared_xi, beta })
+    }
+
+    pub fn xi(&self, rng: &mut Rng) -> f32 {
+        self.beta.sample(rng) as f32
+    }
+
+    /// One positive pair from clip `c` (video-aware strategies).
+    pub fn pair(&self, rng: &mut Rng, clips: &[Clip], c: usize, fallbacks: &mut Fallbacks) -> Pair {
+        let clip = clips[c];
+        let row = |i: usize| clip.first_row + i;
+        let n = clip.frames;
+        let views = match self.pairs {
+            Pairs::Spg if n >= 3 => {
+                let mut idx = rand::seq::index::sample(rng, n, 3).into_vec();
+                idx.sort_unstable();
+                let xi1 = self.xi(rng);
+                let xi2 = if self.shared_xi { xi1 } else { self.xi(rng) };
+                [View { anchor: row(idx[1]), other: row(idx[0]), xi: xi1 }, View { anchor: row(idx[1]), other: row(idx[2]), xi: xi2 }]
+            }
+            Pairs::Spg | Pairs::Rstfv if n >= 2 => {
+                if self.pairs == Pairs::Spg {
+                    fallbacks.two_frames += 1;
+                }
+                let idx = rand::seq::index::sample(rng, n, 2).into_vec();
+                [View::single(row(idx[0])), View::single(row(idx[1]))]
+            }
+            Pairs::Spg | Pairs::Rstfv => {
+                fallbacks.one_frame += 1;
+                [View::single(row(0)), View::single(row(0))]
+            }
+            Pairs::Rsofv | Pairs::Rs => {
+                let r = row(rng.gen_range(0..n));
+                [View::single(r), View::single(r)]
+            }
+        };
+        Pair { clip: c, views }
+    }
+}
+
+/// The clips of one epoch's batches: a seeded shuffle cut into batches of `batch_size`. A last
+/// batch of a single video is dropped when batches are larger than one, because it has no negatives.
+pub fn epoch_batches(seed: u64, epoch: u32, n_clips: usize, batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..n_clips).collect();
+    order.shuffle(&mut seed::stream(seed, "epoch-order", &[epoch as u64]));
+    let mut batches: Vec<Vec<usize>> = order.chunks(batch_size).map(|c| c.to_vec()).collect();
+    if batch_size > 1 && batches.last().is_some_and(|b| b.len() == 1) {
+        batches.pop();
+    }
+    batches
+}
+
+/// RS: `count` pairs of frames drawn uniformly from all frames of all clips, ignoring videos.
+pub fn rs_pairs(rng: &mut Rng, clips: &[Clip], count: usize) -> Vec<Pair> {
+    let total: usize = clips.iter().map(|c| c.frames).sum();
+    (0..count)
+        .map(|_| {
+            let mut k = rng.gen_range(0..total);
+            let mut c = 0;
+            while k >= clips[c].frames {
+                k -= clips[c].frames;
+                c += 1;
+            }
+            let r = clips[c].first_row + k;
+            Pair { clip: c, views: [View::single(r), View::single(r)] }
+        })
+        .collect()
+}
+
+/// The fixed, un-augmented validation pair of a clip: frames at a quarter and three quarters.
+pub fn validation_pair(clips: &[Clip], c: usize) -> Pair {
+    let clip = clips[c];
+    let (a, b) = (clip.frames / 4, (3 * clip.frames) / 4);
+    Pair { clip: c, views: [View::single(clip.first_row + a), View::single(clip.first_row + b.min(clip.frames - 1))] }
+}
+
+/// Splits videos into (train, validation) index lists: whole groups (patients, where known) go to
+/// one side, so a patient's videos never score the validation loss of a model trained on them.
+pub fn split(seed: u64, groups: &[Option<String>], val_fraction: f64) -> (Vec<usize>, Vec<usize>) {
+    let mut keys: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut by: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for (i, g) in groups.iter().enumerate() {
+        match g {
+            Some(g) => by.entry(g.clone()).or_default().push(i),
+            None => keys.push((format!("\0video-{i}"), vec![i])),
+        }
+    }
+    keys.extend(by);
+    keys.sort();
+    keys.shuffle(&mut seed::stream(seed, "split", &[]));
+    let target = (val_fraction * groups.len() as f64).round() as usize;
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (_, members) in keys {
+        if val.len() < target && val.len() + members.len() < groups.len() {
+            val.extend(members);
+        } else {
+            train.extend(members);
+        }
+    }
+    train.sort_unstable();
+    val.sort_unstable();
+    (train, val)
+}
+
+/// Which of the labelled videos keep their label: a seeded fraction `rate` of them, at least one
+/// when rate > 0 (the paper's 1 % of a small corpus would otherwise round to none).
+pub fn labelled_subset(seed: u64, labelled: &[usize], rate: f64) -> Vec<usize> {
+    if rate <= 0.0 || labelled.is_empty() {
+        return Vec::new();
+    }
+    let k = ((rate * labelled.len() as f64).round() as usize).clamp(1, labelled.len());
+    let mut v = labelled.to_vec();
+    v.shuffle(&mut seed::stream(seed, "labels", &[]));
+    v.truncate(k);
+    v.sort_unstable();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clips() -> Vec<Clip> {
+        vec![Clip { first_row: 0, frames: 10 }, Clip { first_row: 10, frames: 2 }, Clip { first_row: 12, frames: 1 }, Clip { first_row: 13, frames: 5 }]
+    }
+
+    #[test]
+    fn spg_three_distinct_frames_in_time_order_of_one_video() {
+        let s = Sampler::new(Pairs::Spg, &SpgConfig::default()).unwrap();
+        let clips = clips();
+        let mut rng = seed::stream(1, "t", &[]);
+        let mut fb = Fallbacks::default();
+        for _ in 0..500 {
+            for c in [0, 3] {
+                let p = s.pair(&mut rng, &clips, c, &mut fb);
+                let [v1, v2] = p.views;
+                assert_eq!(v1.anchor, v2.anchor);
+                assert!(v1.other < v1.anchor && v1.anchor < v2.other, "{p:?}");
+                let range = clips[c].first_row..clips[c].first_row + clips[c].frames;
+                assert!(range.contains(&v1.other) && range.contains(&v2.other));
+                assert!((0.0..=1.0).contains(&v1.xi) && (0.0..=1.0).contains(&v2.xi));
+            }
+        }
+        assert_eq!(fb, Fallbacks::default());
+        let two = s.pair(&mut rng, &clips, 1, &mut fb);
+        assert_eq!((two.views[0].xi, two.views[1].xi), (1.0, 1.0));
+        assert_ne!(two.views[0].anchor, two.views[1].anchor);
+        let one = s.pair(&mut rng, &clips, 2, &mut fb);
+        assert_eq!(one.views, [View::single(12), View::single(12)]);
+        assert_eq!(fb, Fallbacks { two_frames: 1, one_frame: 1 });
+    }
+
+    #[test]
+    fn shared_xi_and_other_strategies() {
+        let clips = clips();
+        let mut rng = seed::stream(2, "t", &[]);
+        let mut fb = Fallbacks::default();
+        let shared = Sampler::new(Pairs::Spg, &SpgConfig { shared_xi: true, ..Default::default() }).unwrap();
+        let p = shared.pair(&mut rng, &clips, 0, &mut fb);
+        assert_eq!(p.views[0].xi, p.views[1].xi);
+        let rsofv = Sampler::new(Pairs::Rsofv, &SpgConfig::default()).unwrap();
+        let p = rsofv.pair(&mut rng, &clips, 3, &mut fb);
+        assert_eq!(p.views[0], p.views[1]);
+        let rstfv = Sampler::new(Pairs::Rstfv, &SpgConfig::default()).unwrap();
+        for _ in 0..100 {
+            let p = rstfv.pair(&mut rng, &clips, 0, &mut fb);
+            assert_ne!(p.views[0].anchor, p.views[1].anchor);
+            assert!(p.views[0].anchor < 10 && p.views[1].anchor < 10);
+        }
+        assert_eq!(fb, Fallbacks::default());
+        let rs = rs_pairs(&mut rng, &clips, 2000);
+        let mut seen = [0usize; 18];
+        for p in &rs {
+            let c = clips[p.clip];
+            assert!((c.first_row..c.first_row + c.frames).contains(&p.views[0].anchor));
+            seen[p.views[0].anchor] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 50), "every frame drawn about equally often: {seen:?}");
+    }
+
+    #[test]
+    fn xi_follows_beta_half_half() {
+        // Beta(0.5, 0.5) is the arcsine law: mean 1/2, variance 1/8, P(ξ < 0.1) = (2/π)·asin(√0.1).
+        let s = Sampler::new(Pairs::Spg, &SpgConfig::default()).unwrap();
+        let mut rng = seed::stream(3, "xi", &[]);
+        let n = 200_000;
+        let xs: Vec<f64> = (0..n).map(|_| s.xi(&mut rng) as f64).collect();
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+        let below = xs.iter().filter(|&&x| x < 0.1).count() as f64 / n as f64;
+        let expected = 2.0 / std::f64::consts::PI * 0.1f64.sqrt().asin();
+        assert!((mean - 0.5).abs() < 0.005, "mean {mean}");
+        assert!((var - 0.125).abs() < 0.002, "variance {var}");
+        assert!((below - expected).abs() < 0.005, "P(ξ<0.1) {below} vs {expected}");
+    }
+
+    #[test]
+    fn batches_hold_each_video_once() {
+        let b = epoch_batches(5, 3, 70, 32);
+        assert_eq!(b.iter().map(|b| b.len()).collect::<Vec<_>>(), vec![32, 32, 6]);
+        let mut all: Vec<usize> = b.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..70).collect::<Vec<_>>());
+        assert_eq!(b, epoch_batches(5, 3, 70, 32));
+        assert_ne!(b, epoch_batches(5, 4, 70, 32));
+        assert_eq!(epoch_batches(5, 0, 65, 32).len(), 2, "a lone last video has no negatives");
+        assert_eq!(epoch_batches(5, 0, 3, 1).len(), 3, "batch size 1 keeps every video");
+    }
+
+    #[test]
+    fn split_keeps_patients_together_and_labels_subset() {
+        let groups: Vec<Option<String>> = (0..50).map(|i| if i < 30 { Some(format!("p{}", i / 3)) } else { None }).collect();
+        let (train, val) = split(9, &groups, 0.2);
+        assert_eq!(train.len() + val.len(), 50);
+        assert!((10..=12).contains(&val.len()), "{}", val.len());
+        for v in &val {
+            for t in &train {
+                assert!(groups[*v].is_none() || groups[*v] != groups[*t], "patient on both sides");
+            }
+        }
+        assert_eq!(split(9, &groups, 0.2), (train.clone(), val));
+        assert_eq!(split(9, &groups, 0.0).1, Vec::<usize>::new());
+        let labelled: Vec<usize> = (0..200).collect();
+        assert_eq!(labelled_subset(1, &labelled, 0.01).len(), 2);
+        assert_eq!(labelled_subset(1, &labelled[..10], 0.01).len(), 1);
+        assert!(labelled_subset(1, &labelled, 0.0).is_empty());
+        assert_eq!(labelled_subset(1, &labelled, 1.0), labelled);
+    }
+
+    #[test]
+    fn validation_pair_is_fixed() {
+        let clips = clips();
+        assert_eq!(validation_pair(&clips, 0).views, [View::single(2), View::single(7)]);
+        assert_eq!(validation_pair(&clips, 1).views, [View::single(10), View::single(11)]);
+        assert_eq!(validation_pair(&clips, 2).views, [View::single(12), View::single(12)]);
+    }
+}

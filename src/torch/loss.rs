@@ -1,0 +1,122 @@
+//! Training losses as plain functions with shape checks.
+//!
+//! NT-Xent (paper Eq. 3–5): for 2N projections where z1[k], z2[k] are the two views of video k,
+//! ℓ(i, j) = −log( exp(sim(i, j)/τ) / Σ_{m≠i} exp(sim(i, m)/τ) ), sim the cosine similarity, and
+//! L = (1/2N) Σ_k [ℓ(k, N+k) + ℓ(N+k, k)]. Every other view in the batch is a negative.
+
+use tch::{Kind, Tensor};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{0}")]
+pub struct ShapeError(String);
+
+/// Rows are scaled to unit length; a zero row stays zero (its similarities are 0) instead of NaN.
+fn normalize(z: &Tensor) -> Tensor {
+    z / z.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(1e-8)
+}
+
+pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f64) -> Result<Tensor, ShapeError> {
+    let (s1, s2) = (z1.size(), z2.size());
+    if s1.len() != 2 || s1 != s2 || s1[0] < 1 {
+        return Err(ShapeError(format!("nt_xent needs two [N, d] tensors of equal shape with N ≥ 1, got {s1:?} and {s2:?}")));
+    }
+    if !(temperature > 0.0) {
+        return Err(ShapeError(format!("nt_xent needs a temperature > 0, got {temperature}")));
+    }
+    let n = s1[0];
+    let z = normalize(&Tensor::cat(&[z1, z2], 0).to_kind(Kind::Float));
+    let sim = z.mm(&z.tr()) / temperature;
+    let eye = Tensor::eye(2 * n, (Kind::Bool, z.device()));
+    let logits = sim.masked_fill(&eye, f64::NEG_INFINITY);
+    let idx = Tensor::arange(n, (Kind::Int64, z.device()));
+    let targets = Tensor::cat(&[&idx + n, idx], 0);
+    Ok(logits.cross_entropy_for_logits(&targets))
+}
+
+/// Mean cross-entropy of `logits` [M, C] against class indices `targets` [M].
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor, ShapeError> {
+    let (l, t) = (logits.size(), targets.size());
+    if l.len() != 2 || t.len() != 1 || l[0] != t[0] || l[0] < 1 {
+        return Err(ShapeError(format!("cross_entropy needs [M, C] logits and [M] targets with M ≥ 1, got {l:?} and {t:?}")));
+    }
+    Ok(logits.to_kind(Kind::Float).cross_entropy_for_logits(targets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// Eq. (3)–(5) written as loops in f64, straight from the paper.
+    fn naive(z1: &[Vec<f64>], z2: &[Vec<f64>], tau: f64) -> f64 {
+        let z: Vec<&Vec<f64>> = z1.iter().chain(z2.iter()).collect();
+        let n = z1.len();
+        let cos = |a: &Vec<f64>, b: &Vec<f64>| {
+            let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let na = a.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-8);
+            let nb = b.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-8);
+            dot / (na * nb)
+        };
+        let l = |i: usize, j: usize| {
+            let den: f64 = (0..2 * n).filter(|&m| m != i).map(|m| (cos(z[i], z[m]) / tau).exp()).sum();
+            -((cos(z[i], z[j]) / tau).exp() / den).ln()
+        };
+        (0..n).map(|k| l(k, n + k) + l(n + k, k)).sum::<f64>() / (2 * n) as f64
+    }
+
+    fn rows(t: &Tensor) -> Vec<Vec<f64>> {
+        let t = t.to_kind(Kind::Double);
+        (0..t.size()[0]).map(|i| Vec::<f64>::try_from(t.get(i)).unwrap()).collect()
+    }
+
+    #[test]
+    fn matches_the_naive_loop_on_random_inputs() {
+        tch::manual_seed(11);
+        for (n, d, tau) in [(1, 4, 0.5), (2, 3, 0.5), (7, 16, 0.1), (32, 256, 0.5), (5, 8, 2.0)] {
+            let z1 = Tensor::randn([n, d], (Kind::Double, Device::Cpu));
+            let z2 = Tensor::randn([n, d], (Kind::Double, Device::Cpu));
+            let got = nt_xent(&z1, &z2, tau).unwrap().double_value(&[]);
+            let want = naive(&rows(&z1), &rows(&z2), tau);
+            assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "N={n} d={d} τ={tau}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn hand_computed_values() {
+        // Two videos, each with identical views, orthogonal to each other: each anchor sees its
+        // positive at cosine 1 and two negatives at 0, so ℓ = −log(e²/(e² + 2)) = log(1 + 2e⁻²).
+        let z1 = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0]).view([2, 2]);
+        let got = nt_xent(&z1, &z1, 0.5).unwrap().double_value(&[]);
+        assert!((got - (1.0 + 2.0 * (-2.0f64).exp()).ln()).abs() < 1e-6, "{got}");
+        // One video (batch size 1): the positive is the only candidate, the loss is exactly 0.
+        let one = Tensor::from_slice(&[0.3f32, -1.0]).view([1, 2]);
+        let z2 = Tensor::from_slice(&[2.0f32, 0.5]).view([1, 2]);
+        assert_eq!(nt_xent(&one, &z2, 0.5).unwrap().double_value(&[]), 0.0);
+        // Scaling a projection does not change a cosine loss.
+        let a = nt_xent(&z1, &(&z1 * 3.0), 0.5).unwrap().double_value(&[]);
+        assert!((a - got).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gradients_are_finite_even_for_zero_rows() {
+        let z1 = Tensor::from_slice(&[0.0f32, 0.0, 1.0, 2.0, -1.0, 0.5]).view([3, 2]).set_requires_grad(true);
+        let z2 = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0, 3.0, -2.0]).view([3, 2]).set_requires_grad(true);
+        let l = nt_xent(&z1, &z2, 0.05).unwrap();
+        l.backward();
+        assert!(l.double_value(&[]).is_finite());
+        for g in [z1.grad(), z2.grad()] {
+            assert!(g.isfinite().all().int64_value(&[]) == 1, "{g}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_shapes_and_temperatures() {
+        let a = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
+        let b = Tensor::zeros([3, 3], (Kind::Float, Device::Cpu));
+        assert!(nt_xent(&a, &b, 0.5).is_err());
+        assert!(nt_xent(&a, &a, 0.0).is_err());
+        assert!(nt_xent(&a, &a, f64::NAN).is_err());
+        assert!(nt_xent(&a.view([6]), &a.view([6]), 0.5).is_err());
+        assert!(cross_entropy(&a, &Tensor::zeros([3], (Kind::Int64, Device::Cpu))).is_err());
+    }
+}

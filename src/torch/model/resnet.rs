@@ -1,0 +1,111 @@
+//! ResNet-18 (He et al. 2016) as torchvision builds it: the same module names, shapes and
+//! initialisation (conv: Kaiming normal, fan-out; batch norm: weight 1, bias 0), without `fc`.
+//! The forward pass returns the 512-d pooled features, flattened (never squeezed, so a batch of
+//! one keeps its batch dimension).
+
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+pub const FEATURES: i64 = 512;
+
+fn conv(p: nn::Path, i: i64, o: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
+    let ws_init = nn::Init::Kaiming { dist: nn::init::NormalOrUniform::Normal, fan: nn::init::FanInOut::FanOut, non_linearity: nn::init::NonLinearity::ReLU };
+    nn::conv2d(p, i, o, k, nn::ConvConfig { stride, padding, bias: false, ws_init, ..Default::default() })
+}
+
+fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(p, c, nn::BatchNormConfig { ws_init: nn::Init::Const(1.0), bs_init: nn::Init::Const(0.0), ..Default::default() })
+}
+
+#[derive(Debug)]
+struct Block {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    conv2: nn::Conv2D,
+    bn2: nn::BatchNorm,
+    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+}
+
+impl Block {
+    fn new(p: nn::Path, i: i64, o: i64, stride: i64) -> Block {
+        let downsample = (stride != 1 || i != o).then(|| (conv(&p / "downsample" / 0, i, o, 1, stride, 0), bn(&p / "downsample" / 1, o)));
+        Block { conv1: conv(&p / "conv1", i, o, 3, stride, 1), bn1: bn(&p / "bn1", o), conv2: conv(&p / "conv2", o, o, 3, 1, 1), bn2: bn(&p / "bn2", o), downsample }
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let y = x.apply(&self.conv1).apply_t(&self.bn1, train).relu().apply(&self.conv2).apply_t(&self.bn2, train);
+        let shortcut = match &self.downsample {
+            Some((c, b)) => x.apply(c).apply_t(b, train),
+            None => x.shallow_clone(),
+        };
+        (y + shortcut).relu()
+    }
+}
+
+#[derive(Debug)]
+pub struct ResNet18 {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    layers: Vec<Vec<Block>>,
+}
+
+impl ResNet18 {
+    /// Builds the backbone under `p` (use a VarStore's root so names are torchvision's).
+    pub fn new(p: &nn::Path) -> ResNet18 {
+        let mut layers = Vec::new();
+        let mut c_in = 64;
+        for (l, (c, stride)) in [(64, 1), (128, 2), (256, 2), (512, 2)].into_iter().enumerate() {
+            let lp = p / format!("layer{}", l + 1);
+            layers.push(vec![Block::new(&lp / 0, c_in, c, stride), Block::new(&lp / 1, c, c, 1)]);
+            c_in = c;
+        }
+        ResNet18 { conv1: conv(p / "conv1", 3, 64, 7, 2, 3), bn1: bn(p / "bn1", 64), layers }
+    }
+
+    /// [N, 3, H, W] → [N, 512].
+    pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut y = x.apply(&self.conv1).apply_t(&self.bn1, train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        for layer in &self.layers {
+            for block in layer {
+                y = block.forward_t(&y, train);
+            }
+        }
+        y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
+}
+
+impl ModuleT for ResNet18 {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.features(x, train)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn torchvision_names_and_shapes() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _ = ResNet18::new(&vs.root());
+        let vars = vs.variables();
+        // 20 conv weights + 20 batch norms × (weight, bias, running mean, running var); torchvision
+        // adds one num_batches_tracked per batch norm, and fc.
+        assert_eq!(vars.len(), 100, "{:?}", { let mut k: Vec<_> = vars.keys().collect(); k.sort(); k });
+        assert_eq!(vars["conv1.weight"].size(), vec![64, 3, 7, 7]);
+        assert_eq!(vars["layer2.0.downsample.0.weight"].size(), vec![128, 64, 1, 1]);
+        assert_eq!(vars["layer4.1.bn2.running_var"].size(), vec![512]);
+        assert!(!vars.contains_key("layer1.0.downsample.0.weight"));
+        let trainable: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        assert_eq!(trainable, 11_176_512, "torchvision resnet18 has 11,689,512 parameters, 513,000 of them in fc");
+    }
+
+    #[test]
+    fn batch_of_one_keeps_its_dimension() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = ResNet18::new(&vs.root());
+        let x = Tensor::randn([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+        assert_eq!(net.features(&x, false).size(), vec![1, 512]);
+    }
+}

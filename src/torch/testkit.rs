@@ -1,0 +1,75 @@
+//! Synthetic stores for the trainer's tests, written with the store writer (no FFmpeg needed).
+//! Video v shows a sinusoidal grating with its own orientation and frequency that drifts from
+//! frame to frame, plus noise: frames of one video look alike, videos differ by a learnable pattern.
+
+use std::path::{Path, PathBuf};
+use usctl::index::VideoRow;
+use usctl::store::writer::{FrameMeta, StoreWriter};
+use usctl::store::{IngestParams, StoreMeta, FORMAT_NAME, FORMAT_VERSION};
+
+pub fn grating(v: usize, frame: usize, size: usize) -> Vec<u8> {
+    let theta = v as f64 * 2.399; // golden angle: orientations spread out
+    let freq = 2.0 + (v % 4) as f64 * 1.5;
+    let (c, s) = (theta.cos(), theta.sin());
+    let mut noise = 0x9e37_79b9u32.wrapping_mul((v * 131 + frame * 7 + 1) as u32);
+    let mut out = Vec::with_capacity(size * size);
+    for y in 0..size {
+        for x in 0..size {
+            let (u, w) = (x as f64 / size as f64, y as f64 / size as f64);
+            let phase = 2.0 * std::f64::consts::PI * (freq * (u * c + w * s) + 0.1 * frame as f64);
+            noise ^= noise << 13;
+            noise ^= noise >> 17;
+            noise ^= noise << 5;
+            let jitter = (noise % 41) as f64 - 20.0;
+            out.push((128.0 + 90.0 * phase.sin() + jitter).clamp(0.0, 255.0) as u8);
+        }
+    }
+    out
+}
+
+/// Publishes a store of `frames.len()` videos (video v has frames[v] frames of size × size, class
+/// v % 2, patient v / 2) under `root/synthetic/`, returning the version directory.
+pub fn store(root: &Path, frames: &[usize], size: usize) -> PathBuf {
+    let dataset = root.join("synthetic");
+    let mut w = StoreWriter::create(&dataset, "5e5e5e5e5e5e5e5e", size * size).unwrap();
+    for (v, &n) in frames.iter().enumerate() {
+        let pixels: Vec<u8> = (0..n).flat_map(|f| grating(v, f, size)).collect();
+        let meta: Vec<FrameMeta> = (0..n).map(|f| FrameMeta { time_s: f as f64 / 3.0, source_index: f as i64, pts: f as i64 }).collect();
+        let row = VideoRow {
+            video_id: 0,
+            subdataset: "synthetic".into(),
+            source_path: format!("v{v:03}.mp4"),
+            kind: "video".into(),
+            class_name: Some(["a", "b"][v % 2].into()),
+            class_index: Some((v % 2) as i32),
+            patient_id: Some(format!("p{}", v / 2)),
+            source_bytes: None,
+            source_sha256: None,
+            width: Some(size as i32),
+            height: Some(size as i32),
+            duration_s: None,
+            native_fps: None,
+            frames_decoded: n as i64,
+            frames_kept: 0,
+            first_frame_row: 0,
+            payload_sha256: None,
+            status: "ok".into(),
+            message: None,
+        };
+        w.add(row, &pixels, &meta).unwrap();
+    }
+    let meta = StoreMeta {
+        format: FORMAT_NAME.into(),
+        format_version: FORMAT_VERSION,
+        dataset: "synthetic".into(),
+        version_id: "5e5e5e5e5e5e5e5e".into(),
+        version_sha256: "5e".repeat(32),
+        params: IngestParams { fps: "3".into(), size: size as u32, pixel_format: "gray8".into(), fit: "letterbox".into(), decoder: "synthetic".into() },
+        frame_bytes: 0,
+        frames: 0,
+        videos: 0,
+        classes: vec!["a".into(), "b".into()],
+        files: Default::default(),
+    };
+    w.publish(meta, b"synthetic").unwrap().path
+}
