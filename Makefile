@@ -6,6 +6,7 @@ export LIBTORCH_USE_PYTORCH := 1
 
 RAW ?= ../shared/datasets
 STORE ?= store
+RUNS ?= runs
 BIN := target/release/usctl
 
 .PHONY: setup build test demo us4 bench clean
@@ -20,7 +21,7 @@ test: setup
 	cargo test --release --locked
 
 demo: setup
-	@scripts/demo.sh "$(RAW)" "$(STORE)"
+	@scripts/demo.sh "$(RAW)" "$(STORE)" "$(RUNS)"
 
 # Rebuild the stores of every corpus in dataset_manifests/ from raw videos under $(RAW)/<name>/.
 us4: setup

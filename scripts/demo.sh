@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# make demo: ingest the open lung corpora (COVID-BLUES, POCUS) and summarise them.
+# make demo: ingest the open lung corpora (COVID-BLUES, POCUS), summarise them, then a short USCL
+# pretraining run on COVID-BLUES at 64 px (a few minutes on 2 cores).
 set -uo pipefail
 RAW=${1:-../shared/datasets}
 STORE=${2:-store}
+RUNS=${3:-runs}
 BIN=target/release/usctl
 found=0
 status=0
@@ -29,5 +31,12 @@ pocus_images/ and dataset_metadata.csv; see dataset_manifests/*.toml for what ea
 or point at them: make demo RAW=/path/to/datasets
 MSG
   exit 2
+fi
+if [ -d "$RAW/covid-blues" ]; then
+  # A fresh run directory per demo, so that a second `make demo` never refuses or overwrites.
+  run="$RUNS/demo-$(date -u +%Y%m%d-%H%M%S)"
+  echo "== pretraining: usctl train --store $STORE --dataset covid-blues --out $run --epochs 15 --image-size 64 --warmup-epochs 1"
+  "$BIN" train --store "$STORE" --dataset covid-blues --out "$run" --epochs 15 --image-size 64 --warmup-epochs 1 || status=2
+  echo "run directory: $run (config.toml, metrics.jsonl, last/best.safetensors, loss.png)"
 fi
 exit $status

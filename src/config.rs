@@ -205,6 +205,7 @@ pub struct Overrides {
     pub label_rate: Option<f64>,
     pub seed: Option<u64>,
     pub lr: Option<f64>,
+    pub warmup_epochs: Option<u32>,
     pub contrastive: Option<bool>,
     pub init: Option<String>,
     pub threads: Option<usize>,
@@ -221,7 +222,7 @@ impl TrainConfig {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = o.$f.clone() { self.$f = v; } )* };
         }
-        set!(epochs, image_size, batch_size, device, pairs, lambda, label_rate, seed, lr, contrastive, threads, loader_threads);
+        set!(epochs, image_size, batch_size, device, pairs, lambda, label_rate, seed, lr, warmup_epochs, contrastive, threads, loader_threads);
         if let Some(i) = &o.init {
             self.init = (i != "random").then(|| i.clone());
         }

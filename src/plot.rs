@@ -29,7 +29,7 @@ pub fn loss_curve(path: &Path, title: &str, train: &[(f64, f64)], val: &[(f64, f
         .map_err(|x| e(&x))?
         .label("training loss (per step)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    let smooth = moving_average(train, 25);
+    let smooth = moving_average(train, (train.len() / 10).clamp(1, 25));
     chart.draw_series(LineSeries::new(smooth, BLUE.stroke_width(2))).map_err(|x| e(&x))?;
     if !val.is_empty() {
         chart

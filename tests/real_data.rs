@@ -46,7 +46,7 @@ fn probe(path: &Path) -> (Rational, Vec<i64>) {
     (tb, pts)
 }
 
-fn check_corpus(name: &str, expect_missing: &[&str]) -> Option<(usize, usize)> {
+fn check_corpus(name: &str, expect_missing: &[&str], then: impl FnOnce(&Path)) -> Option<(usize, usize)> {
     let Some(datasets) = shared_datasets() else {
         eprintln!("real_data: ../shared/datasets is absent; {name} not checked");
         return None;
@@ -108,12 +108,29 @@ fn check_corpus(name: &str, expect_missing: &[&str]) -> Option<(usize, usize)> {
     assert_eq!(again["reused"], true);
     assert_eq!(again["version_id"], report["version_id"]);
     eprintln!("real_data: {name}: {} files, {} frames kept, all as predicted", videos.len(), frames.len());
+    then(&store);
     Some((videos.len(), present.len()))
 }
 
 #[test]
 fn covid_blues_all_362_videos() {
-    if let Some(counts) = check_corpus("covid-blues", &[]) {
+    let pretrain = |store: &Path| {
+        // One short epoch of USCL on the real store: every video takes part, and labels and
+        // patients come from the manifest (severity classes, patient ids from file names).
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(usctl()
+            .args(["train", "--json", "--epochs", "1", "--image-size", "32", "--store"])
+            .arg(store)
+            .arg("--out")
+            .arg(dir.path().join("run")));
+        assert!(out.status.success(), "{}", text(&out));
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(s["train_videos"].as_u64().unwrap() + s["val_videos"].as_u64().unwrap(), 362);
+        assert!((60..=90).contains(&s["val_videos"].as_u64().unwrap()), "about 20 % held out by patient: {s}");
+        assert_eq!(s["labelled_videos"], 3, "1 % of the ~290 labelled training videos");
+        assert!(s["last_train_loss"].as_f64().unwrap().is_finite() && s["best_val_nt_xent"].as_f64().unwrap().is_finite());
+    };
+    if let Some(counts) = check_corpus("covid-blues", &[], pretrain) {
         assert_eq!(counts, (362, 362));
     }
 }
@@ -128,6 +145,7 @@ fn pocus_all_present_files_and_the_four_absent_ones() {
             "pocus_videos/convex/Cov_emdocs_vid3.gif",
             "pocus_videos/linear/Cov_emdocs_vid2.gif",
         ],
+        |_| {},
     );
     if let Some(counts) = counts {
         assert_eq!(counts, (167, 163));

@@ -1,45 +1,80 @@
 //! Applying augmentation parameters (drawn by `usctl::augment::draw`) to whole batches as tensor
-//! ops, on whichever device the batch is on.
+//! ops, on whichever device the batch is on. The hot path (mix before augmentation, the default)
+//! touches each stored pixel once (u8 → float) and otherwise works at the output size, in place.
 
+use tch::{Device, Kind, Tensor};
 use usctl::augment::AugParams;
 use usctl::config::AugmentConfig;
-use tch::{Device, Kind, Tensor};
 
-/// xi · a + (1 − xi) · b per image; a, b: [n, 1, H, W] float, xi: n weights.
-pub fn mix(a: &Tensor, b: &Tensor, xi: &[f32]) -> Tensor {
-    let w = Tensor::from_slice(xi).to_device(a.device()).view([-1, 1, 1, 1]);
-    a * &w + b * (1.0 - &w)
+/// One value per image, shaped to broadcast over [n, c, h, w].
+fn column(values: impl Iterator<Item = f32>, device: Device) -> Tensor {
+    Tensor::from_slice(&values.collect::<Vec<_>>()).to_device(device).view([-1, 1, 1, 1])
 }
 
-/// Crop, resize to size × size and flip, all images at once: one affine sampling grid per
-/// image (bilinear). Frames larger than twice the output are first area-averaged to twice
-/// the output, so that bilinear sampling never skips pixels (no aliasing at small sizes).
-pub fn crop_resize_flip(x: &Tensor, params: &[AugParams], size: i64) -> Tensor {
+/// a · wa + b · wb per image.
+fn blend(a: &Tensor, b: &Tensor, wa: impl Iterator<Item = f32>, wb: impl Iterator<Item = f32>) -> Tensor {
+    let mut out = a * column(wa, a.device());
+    let _ = out.addcmul_(b, &column(wb, a.device()));
+    out
+}
+
+/// xi · a + (1 − xi) · b per image; a, b: [n, c, H, W] float, xi: n weights.
+pub fn mix(a: &Tensor, b: &Tensor, xi: &[f32]) -> Tensor {
+    blend(a, b, xi.iter().copied(), xi.iter().map(|x| 1.0 - x))
+}
+
+/// The sampling grid of each image's crop (and flip), for an output of size × size. The crop is
+/// axis-aligned, so x depends on the column only and y on the row only: the grid is two small
+/// vectors broadcast, not a per-pixel matrix product (affine_grid was the loader's largest cost).
+fn grid(params: &[AugParams], size: i64, device: Device) -> Tensor {
     let n = params.len() as i64;
+    // Output pixel centres in [-1, 1] (align_corners = false).
+    let t: Vec<f32> = (0..size).map(|j| (2 * j + 1) as f32 / size as f32 - 1.0).collect();
+    let (mut gx, mut gy) = (Vec::with_capacity(t.len() * params.len()), Vec::with_capacity(t.len() * params.len()));
+    for p in params {
+        let sx = if p.flip { -p.w } else { p.w };
+        let (cx, cy) = (2.0 * p.x0 + p.w - 1.0, 2.0 * p.y0 + p.h - 1.0);
+        gx.extend(t.iter().map(|u| sx * u + cx));
+        gy.extend(t.iter().map(|v| p.h * v + cy));
+    }
+    let gx = Tensor::from_slice(&gx).to_device(device).view([n, 1, size, 1]).expand([n, size, size, 1], false);
+    let gy = Tensor::from_slice(&gy).to_device(device).view([n, size, 1, 1]).expand([n, size, size, 1], false);
+    Tensor::cat(&[gx, gy], 3)
+}
+
+/// Crop, resize to size × size and flip, all images (and all their channels) at once, bilinear.
+/// Frames larger than twice the output are first area-averaged to twice the output, so that
+/// bilinear sampling never skips pixels (no aliasing at small sizes).
+pub fn crop_resize_flip(x: &Tensor, params: &[AugParams], size: i64) -> Tensor {
     let side = x.size()[2];
     let x = if side > 2 * size { x.adaptive_avg_pool2d([2 * size, 2 * size]) } else { x.shallow_clone() };
-    let theta: Vec<f32> = params
-        .iter()
-        .flat_map(|p| {
-            let sx = if p.flip { -p.w } else { p.w };
-            let cx = 2.0 * p.x0 + p.w - 1.0;
-            let cy = 2.0 * p.y0 + p.h - 1.0;
-            [sx, 0.0, cx, 0.0, p.h, cy]
-        })
-        .collect();
-    let theta = Tensor::from_slice(&theta).to_device(x.device()).view([n, 2, 3]).to_kind(x.kind());
-    let grid = Tensor::affine_grid_generator(&theta, [n, 1, size, size], false);
-    x.grid_sampler(&grid, 0, 0, false)
+    x.grid_sampler(&grid(params, size, x.device()), 0, 0, false)
+}
+
+fn is_identity(params: &[AugParams]) -> bool {
+    params.iter().all(|p| p.brightness == 1.0 && p.contrast == 1.0)
+}
+
+/// Contrast: blend with the image's mean, clamped to [0, 1], in place.
+fn contrast_(x: &mut Tensor, params: &[AugParams]) {
+    let mean = x.mean_dim([1i64, 2, 3].as_slice(), true, Kind::Float);
+    *x -= &mean;
+    *x *= column(params.iter().map(|p| p.contrast), x.device());
+    *x += &mean;
+    let _ = x.clamp_(0.0, 1.0);
 }
 
 /// Brightness (scale) then contrast (blend with the image's mean), clamped to [0, 1] after
 /// each, as torchvision's ColorJitter does on a gray image. Saturation and hue are the identity
 /// on gray pixels and are not applied.
-pub fn jitter(x: &Tensor, params: &[AugParams]) -> Tensor {
-    let col = |f: fn(&AugParams) -> f32| Tensor::from_slice(&params.iter().map(f).collect::<Vec<_>>()).to_device(x.device()).view([-1, 1, 1, 1]);
-    let x = (x * col(|p| p.brightness)).clamp(0.0, 1.0);
-    let mean = x.mean_dim([1i64, 2, 3].as_slice(), true, Kind::Float);
-    ((&x - &mean) * col(|p| p.contrast) + &mean).clamp(0.0, 1.0)
+pub fn jitter(mut x: Tensor, params: &[AugParams]) -> Tensor {
+    if is_identity(params) {
+        return x;
+    }
+    x *= column(params.iter().map(|p| p.brightness), x.device());
+    let _ = x.clamp_(0.0, 1.0);
+    contrast_(&mut x, params);
+    x
 }
 
 /// Everything a batch of views needs besides pixels.
@@ -50,20 +85,33 @@ pub struct ViewsSpec<'a> {
     pub mix_after: bool,
 }
 
-/// frames: [v, 2, H, W] u8 (each view's anchor and other frame) → [v, 3, size, size] float,
-/// normalised, on `device`.
+/// frames: [v, 2, H, W] u8 (each view's anchor and other frame) → [v, 1, size, size] float,
+/// normalised, on `device`. One channel: the backbone folds torchvision's three identical
+/// channels into its first convolution (model/resnet.rs).
 pub fn views(frames: &Tensor, spec: &ViewsSpec, a: &AugmentConfig, size: i64, device: Device) -> Tensor {
-    let x = frames.to_device(device).to_kind(Kind::Float) / 255.0;
-    let (anchor, other) = (x.narrow(1, 0, 1), x.narrow(1, 1, 1));
+    let x = frames.to_device(device).to_kind(Kind::Float);
     let v = spec.xi.len();
-    let out = if spec.mix_after {
-        let aug = |t: &Tensor, p: &[AugParams]| jitter(&crop_resize_flip(t, p, size), p);
-        mix(&aug(&anchor, &spec.params[..v]), &aug(&other, &spec.params[v..]), spec.xi)
+    let mut out = if spec.mix_after {
+        let aug = |t: &Tensor, p: &[AugParams]| jitter(crop_resize_flip(t, p, size) / 255.0, p);
+        mix(&aug(&x.narrow(1, 0, 1), &spec.params[..v]), &aug(&x.narrow(1, 1, 1), &spec.params[v..]), spec.xi)
     } else {
-        let m = mix(&anchor, &other, spec.xi);
-        jitter(&crop_resize_flip(&m, spec.params, size), spec.params)
+        // Bilinear sampling is linear: cropping both frames with one grid and mixing the crops
+        // equals cropping the mixed frame, on far fewer pixels. Brightness and the 1/255 scale
+        // fold into the mixing weights.
+        let both = crop_resize_flip(&x, spec.params, size);
+        let p = spec.params;
+        let wa = spec.xi.iter().zip(p).map(|(w, p)| w * p.brightness / 255.0);
+        let wb = spec.xi.iter().zip(p).map(|(w, p)| (1.0 - w) * p.brightness / 255.0);
+        let mut m = blend(&both.narrow(1, 0, 1), &both.narrow(1, 1, 1), wa, wb);
+        if !is_identity(p) {
+            let _ = m.clamp_(0.0, 1.0);
+            contrast_(&mut m, p);
+        }
+        m
     };
-    ((out - a.mean) / a.std).expand([v as i64, 3, size, size], false)
+    out -= a.mean;
+    out /= a.std;
+    out
 }
 
 #[cfg(test)]
@@ -104,10 +152,26 @@ mod tests {
         let x = Tensor::from_slice(&[0.2f32, 0.4, 0.6, 0.8]).view([1, 1, 2, 2]);
         let p = AugParams { brightness: 0.5, contrast: 2.0, ..AugParams::IDENTITY };
         // brightness 0.5 → 0.1 0.2 0.3 0.4 (mean 0.25); contrast 2 → 2(x − 0.25) + 0.25.
-        let y = Vec::<f32>::try_from(jitter(&x, &[p]).flatten(0, -1)).unwrap();
+        let y = Vec::<f32>::try_from(jitter(x, &[p]).flatten(0, -1)).unwrap();
         for (got, want) in y.iter().zip([0.0f32, 0.15, 0.35, 0.55]) {
             assert!((got - want).abs() < 1e-6, "{y:?}");
         }
+    }
+
+    #[test]
+    fn the_fast_path_equals_mixing_then_augmenting() {
+        // Written the slow, obvious way: mix the full frames, crop, jitter, normalise.
+        let a = AugmentConfig { jitter_prob: 1.0, ..Default::default() };
+        let f = frames(6, 48);
+        let mut r = seed::stream(1, "aug", &[]);
+        let params: Vec<AugParams> = (0..6).map(|_| draw(&mut r, &a)).collect();
+        let xi = [0.0f32, 0.2, 0.5, 0.7, 0.9, 1.0];
+        let fast = views(&f, &ViewsSpec { xi: &xi, params: &params, mix_after: false }, &a, 20, Device::Cpu);
+        let x = f.to_kind(Kind::Float) / 255.0;
+        let m = mix(&x.narrow(1, 0, 1), &x.narrow(1, 1, 1), &xi);
+        let slow = (jitter(crop_resize_flip(&m, &params, 20), &params) - 0.5) / 0.25;
+        let diff = (&fast - &slow).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "fast and slow paths differ by {diff}");
     }
 
     #[test]
@@ -125,7 +189,7 @@ mod tests {
         let (b1, a1) = make(7);
         let (b2, a2) = make(7);
         let (b3, _) = make(8);
-        assert_eq!(b1.size(), vec![4, 3, 16, 16]);
+        assert_eq!(b1.size(), vec![4, 1, 16, 16]);
         assert!(b1.equal(&b2) && a1.equal(&a2));
         assert!(!b1.equal(&b3));
         assert!(!b1.equal(&a1));

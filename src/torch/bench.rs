@@ -59,7 +59,8 @@ pub fn step(c: &TrainConfig, steps: usize) -> Result<Throughput, TrainError> {
     let nets = Nets::new(device, c.seed, 3, c);
     let mut adam = Adam::new(nets.named(true), c.weight_decay);
     let n = c.batch_size as i64;
-    let views = Tensor::randn([2 * n, 3, c.image_size, c.image_size], (Kind::Float, device));
+    // One channel, as the loader delivers (the backbone folds the three gray channels).
+    let views = Tensor::randn([2 * n, 1, c.image_size, c.image_size], (Kind::Float, device));
     let batch = Batch { frames: Tensor::zeros([0], (Kind::Uint8, Device::Cpu)), xi: vec![], params: vec![], mix_after: false, labels: vec![-1; n as usize], fallbacks: Fallbacks::default(), views: Some(views) };
     let autocast = device.is_cuda() && c.mixed_precision;
     let mut run = |k: usize| -> Result<f64, TrainError> {
@@ -75,7 +76,7 @@ pub fn step(c: &TrainConfig, steps: usize) -> Result<Throughput, TrainError> {
         }
         Ok(t0.elapsed().as_secs_f64())
     };
-    run(1)?; // warm-up: allocator and kernel selection
+    run(2)?; // warm-up: allocator and kernel selection
     let seconds = run(steps)?;
     let items = (steps as i64 * 2 * n) as u64;
     Ok(Throughput { what: "training images (synthetic, in memory)".into(), threads, image_size: c.image_size, batch_size: c.batch_size, items, seconds, per_second: items as f64 / seconds })

@@ -22,8 +22,11 @@ pub struct State {
     pub format_version: u32,
     /// Epochs completed; a resumed run starts at this epoch.
     pub epoch: u32,
-    /// Optimiser steps taken (Adam's bias correction counts them).
+    /// Training steps taken (the learning-rate schedule counts them).
     pub step: u64,
+    /// Adam updates applied (its bias correction counts them; fewer than `step` when fp16 loss
+    /// scaling skipped overflowing steps).
+    pub adam_step: u64,
     pub seed: u64,
     pub best_val: Option<f64>,
     pub best_epoch: Option<u32>,
@@ -157,6 +160,7 @@ mod tests {
             format_version: FORMAT_VERSION,
             epoch: 3,
             step: 42,
+            adam_step: 41,
             seed: 9,
             best_val: Some(1.5),
             best_epoch: Some(2),

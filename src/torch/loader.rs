@@ -216,7 +216,7 @@ mod tests {
             for (a, b) in one.iter().zip(&three) {
                 assert!(a.frames.equal(&b.frames) && a.xi == b.xi && a.params == b.params && a.labels == b.labels);
                 assert!(a.views.as_ref().unwrap().equal(b.views.as_ref().unwrap()));
-                assert_eq!(a.views.as_ref().unwrap().size(), vec![6, 3, 16, 16]);
+                assert_eq!(a.views.as_ref().unwrap().size(), vec![6, 1, 16, 16]);
             }
             assert_eq!(one[0].params.len(), if mix == Mix::After && pairs == Pairs::Spg { 12 } else { 6 });
         }

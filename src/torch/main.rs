@@ -84,6 +84,9 @@ struct Knobs {
     /// Adam learning rate (peak, after warm-up).
     #[arg(long)]
     lr: Option<f64>,
+    /// Epochs of linear learning-rate warm-up before the cosine decay (paper: 10).
+    #[arg(long)]
+    warmup_epochs: Option<u32>,
     /// on, or off for pure supervised pretraining.
     #[arg(long, value_parser = parse_on_off)]
     contrastive: Option<bool>,
@@ -152,6 +155,7 @@ impl Knobs {
             label_rate: self.label_rate,
             seed: self.seed,
             lr: self.lr,
+            warmup_epochs: self.warmup_epochs,
             contrastive: self.contrastive,
             init: self.init.clone(),
             threads: self.threads,

@@ -89,6 +89,7 @@ pub fn resolve_config(out: &Path, file: Option<&Path>, o: &Overrides, resume: bo
             ("--label-rate", o.label_rate.is_some()),
             ("--seed", o.seed.is_some()),
             ("--lr", o.lr.is_some()),
+            ("--warmup-epochs", o.warmup_epochs.is_some()),
             ("--contrastive", o.contrastive.is_some()),
             ("--init", o.init.is_some()),
         ];
@@ -292,7 +293,7 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
     for &i in &sp.labelled {
         labels[i] = sp.classes[i];
     }
-    let ctx = Arc::new(context(store, c, &sp, labels, train_clips.clone(), device == Device::Cpu)?);
+    let ctx = Arc::new(context(store, c, &sp, labels, train_clips.clone(), false)?);
 
     if !o.resume && (o.out.join(CONFIG_FILE).exists() || o.out.join(LAST).exists()) {
         return Err(TrainError::RunExists { path: o.out.clone() });
@@ -301,14 +302,6 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
     let config_text = c.to_toml();
     let config_sha = usctl::hash::sha256_hex(config_text.as_bytes());
     let nets = Nets::new(device, c.seed, meta.classes.len() as i64, c);
-    let mut notes = Vec::new();
-    if let Some(init) = &c.init {
-        let path = PathBuf::from(init);
-        let (saved, _) = checkpoint::read(&path)?;
-        let weights = if saved.keys().any(|k| k.starts_with("backbone.")) { checkpoint::strip(&saved, "backbone") } else { saved };
-        let extra = checkpoint::load_into(&nets.backbone_vs, &weights, &path)?;
-        notes.push(format!("backbone initialised from {init} ({} tensors not used, e.g. {})", extra.len(), extra.first().map_or("none", |s| s.as_str())));
-    }
     let mut adam = Adam::new(nets.named(true), c.weight_decay);
     let autocast = device.is_cuda() && c.mixed_precision;
     let mut state = State {
@@ -316,6 +309,7 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
         format_version: checkpoint::FORMAT_VERSION,
         epoch: 0,
         step: 0,
+        adam_step: 0,
         seed: c.seed,
         best_val: None,
         best_epoch: None,
@@ -336,9 +330,17 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
         }
         checkpoint::load_into(&nets.backbone_vs, &checkpoint::strip(&saved, "backbone"), &last)?;
         checkpoint::load_into(&nets.heads_vs, &checkpoint::strip(&saved, "heads"), &last)?;
-        adam.load_state(&saved, s.step).map_err(|m| TrainError::Resume { path: last.clone(), message: m })?;
+        adam.load_state(&saved, s.adam_step).map_err(|m| TrainError::Resume { path: last.clone(), message: m })?;
         state = s;
     } else {
+        let mut notes = Vec::new();
+        if let Some(init) = &c.init {
+            let path = PathBuf::from(init);
+            let (saved, _) = checkpoint::read(&path)?;
+            let weights = if saved.keys().any(|k| k.starts_with("backbone.")) { checkpoint::strip(&saved, "backbone") } else { saved };
+            let extra = checkpoint::load_into(&nets.backbone_vs, &weights, &path)?;
+            notes.push(format!("backbone initialised from {init} ({} tensors not used, e.g. {})", extra.len(), extra.first().map_or("none", |s| s.as_str())));
+        }
         let cfg_path = o.out.join(CONFIG_FILE);
         std::fs::write(&cfg_path, &config_text).map_err(TrainError::io(&cfg_path))?;
         write_json(
@@ -347,7 +349,7 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
                 "usctl": env!("CARGO_PKG_VERSION"),
                 "git_commit": option_env!("USCTL_GIT_COMMIT").unwrap_or("unknown"),
                 "libtorch": option_env!("USCTL_LIBTORCH_BUILD").unwrap_or("unknown"),
-                "store": { "dir": o.store.display().to_string(), "dataset": meta.dataset, "version_id": meta.version_id, "format_version": meta.format_version },
+                "store": { "dir": o.store.canonicalize().unwrap_or_else(|_| o.store.clone()).display().to_string(), "dataset": meta.dataset, "version_id": meta.version_id, "format_version": meta.format_version },
                 "seed": c.seed,
                 "config_sha256": config_sha,
                 "command_line": o.command_line,
@@ -427,25 +429,30 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
         }
         let secs = t0.elapsed().as_secs_f64();
         bar.finish_and_clear();
+        let tv = Instant::now();
         let val = validate(&nets, &ctx, c, device, &val_jobs, autocast)?;
+        let val_secs = tv.elapsed().as_secs_f64();
         state.epoch += 1;
         let improved = val.is_some_and(|v| state.best_val.is_none_or(|b| v < b));
         if improved {
             state.best_val = val;
             state.best_epoch = Some(state.epoch);
         }
+        state.adam_step = adam.step;
         let mut tensors = nets.named(false);
         tensors.extend(adam.state());
+        let tc = Instant::now();
         checkpoint::write(&last, &tensors, Some(&state))?;
         if improved {
             copy_atomic(&last, &o.out.join(BEST))?;
         }
+        let checkpoint_secs = tc.elapsed().as_secs_f64();
         fallbacks.add(epoch_fb);
         images += epoch_images;
         train_secs += secs;
         last_loss = Some(sum / count.max(1) as f64);
         let ips = epoch_images as f64 / secs.max(1e-9);
-        metrics.write(json!({"epoch": epoch, "event": "epoch_end", "train_loss": last_loss, "val_nt_xent": val, "best": improved, "seconds": secs, "images_per_s": ips, "loader_wait_s": wait, "fallbacks": epoch_fb}))?;
+        metrics.write(json!({"epoch": epoch, "event": "epoch_end", "train_loss": last_loss, "val_nt_xent": val, "best": improved, "seconds": secs, "images_per_s": ips, "loader_wait_s": wait, "val_seconds": val_secs, "checkpoint_seconds": checkpoint_secs, "fallbacks": epoch_fb}))?;
         metrics.flush()?;
         if o.progress {
             eprintln!(

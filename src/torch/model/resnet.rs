@@ -62,9 +62,17 @@ impl ResNet18 {
         ResNet18 { conv1: conv(p / "conv1", 3, 64, 7, 2, 3), bn1: bn(p / "bn1", 64), layers }
     }
 
-    /// [N, 3, H, W] → [N, 512].
+    /// [N, 3, H, W] or [N, 1, H, W] → [N, 512]. A one-channel (gray) input means three identical
+    /// channels: convolving it with conv1's weights summed over their input channels gives the
+    /// same result (and gradient) at a third of the first layer's cost.
     pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut y = x.apply(&self.conv1).apply_t(&self.bn1, train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let y = if x.size()[1] == 1 {
+            let w = self.conv1.ws.sum_dim_intlist([1i64].as_slice(), true, self.conv1.ws.kind());
+            x.conv2d(&w, None::<Tensor>, [2, 2], [3, 3], [1, 1], 1)
+        } else {
+            x.apply(&self.conv1)
+        };
+        let mut y = y.apply_t(&self.bn1, train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for layer in &self.layers {
             for block in layer {
                 y = block.forward_t(&y, train);
@@ -99,6 +107,15 @@ mod tests {
         assert!(!vars.contains_key("layer1.0.downsample.0.weight"));
         let trainable: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
         assert_eq!(trainable, 11_176_512, "torchvision resnet18 has 11,689,512 parameters, 513,000 of them in fc");
+    }
+
+    #[test]
+    fn gray_input_equals_three_identical_channels() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = ResNet18::new(&vs.root());
+        let gray = Tensor::randn([2, 1, 40, 40], (Kind::Float, Device::Cpu));
+        let (a, b) = (net.features(&gray, false), net.features(&gray.expand([2, 3, 40, 40], false), false));
+        assert!((&a - &b).abs().max().double_value(&[]) < 1e-4 * b.abs().max().double_value(&[]).max(1.0));
     }
 
     #[test]
