@@ -683,6 +683,10 @@ mod learning_tests {
         assert!(!parts.join("loss.png").exists(), "an interrupted run has no final plot yet");
         let err = train(TrainOptions { store: version.clone(), out: parts.clone(), config: c.clone(), resume: false, stop_after_epochs: None, progress: false, command_line: vec![] });
         assert!(matches!(err, Err(TrainError::RunExists { .. })));
+        // As if killed during epoch 2: its first steps reached metrics.jsonl, its checkpoint did not.
+        let mut m = std::fs::OpenOptions::new().append(true).open(parts.join(METRICS)).unwrap();
+        writeln!(m, "{}", json!({"epoch": 1, "step": 4, "loss": 99.0})).unwrap();
+        drop(m);
         let s = run(&version, &parts, c.clone(), true, None);
         assert_eq!(s.epochs_done, 3);
         let (a, b) = (step_losses(&whole), step_losses(&parts));
