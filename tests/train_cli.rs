@@ -86,3 +86,68 @@ fn cuda_requested_without_a_gpu_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("--device cpu"), "{}", text(&out));
 }
+
+/// A torchvision ResNet-18 state dict (random init, no download) written as safetensors by the
+/// project's venv Python, in the format's plain layout (8-byte header length, JSON header, data).
+fn torchvision_weights(path: &Path) -> bool {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if !python.is_file() {
+        eprintln!("train_cli: no .venv python (make setup installs it); --init from torchvision not checked");
+        return false;
+    }
+    let script = r#"
+import json, struct, sys, torch, torchvision
+torch.manual_seed(0)
+sd = torchvision.models.resnet18().state_dict()
+header, blobs, offset = {}, [], 0
+for name, t in sd.items():
+    t = t.contiguous()
+    dtype = {torch.float32: "F32", torch.int64: "I64"}[t.dtype]
+    data = t.numpy().tobytes()
+    header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+    blobs.append(data)
+    offset += len(data)
+h = json.dumps(header).encode()
+h += b" " * (-len(h) % 8)
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+"#;
+    let out = std::process::Command::new(python).args(["-c", script]).arg(path).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    true
+}
+
+#[test]
+fn init_reads_torchvision_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("resnet18.safetensors");
+    if !torchvision_weights(&weights) {
+        return;
+    }
+    let store = store(dir.path());
+    // A learning rate so small that one epoch leaves the convolutions where --init put them.
+    let run_dir = dir.path().join("run");
+    let out = train(&store, &run_dir, &["--epochs", "1", "--lr", "1e-12", "--init", weights.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let provenance = std::fs::read_to_string(run_dir.join("provenance.json")).unwrap();
+    assert!(provenance.contains("22 tensors not used"), "fc.weight, fc.bias and 20 num_batches_tracked: {provenance}");
+    let read = |p: &Path, name: &str| -> Vec<f32> {
+        let bytes = std::fs::read(p).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        let off = &header[name]["data_offsets"];
+        let (a, b) = (off[0].as_u64().unwrap() as usize, off[1].as_u64().unwrap() as usize);
+        bytes[8 + n + a..8 + n + b].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    };
+    for name in ["conv1.weight", "layer3.1.conv2.weight", "layer4.0.downsample.0.weight"] {
+        let (want, got) = (read(&weights, name), read(&run_dir.join("last.safetensors"), &format!("backbone.{name}")));
+        assert_eq!(want.len(), got.len(), "{name}");
+        let diff = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-6, "{name} moved by {diff} from the --init weights");
+    }
+    // A file that is not a ResNet-18 is refused, naming it.
+    std::fs::write(dir.path().join("bad.safetensors"), b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ").unwrap();
+    let bad = train(&store, &dir.path().join("run2"), &["--init", dir.path().join("bad.safetensors").to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("bad.safetensors") && text(&bad).contains("torchvision names"), "{}", text(&bad));
+}
