@@ -7,6 +7,7 @@
 pub mod augment;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod hash;
 pub mod index;
 pub mod ingest;
