@@ -9,7 +9,7 @@ STORE ?= store
 RUNS ?= runs
 BIN := target/release/usctl
 
-.PHONY: setup build test demo us4 bench clean
+.PHONY: setup build test demo us4 bench experiment clean
 
 setup:
 	@scripts/setup.sh
@@ -29,6 +29,10 @@ us4: setup
 
 bench: setup
 	@scripts/bench.sh "$(RAW)"
+
+# Pretraining strategies compared on POCUS at CPU scale; writes docs/RESULTS.md (about 2 hours on 2 cores).
+experiment: setup
+	@scripts/experiment.sh "$(RAW)" "$(STORE)" "$(RUNS)/experiment"
 
 clean:
 	cargo clean

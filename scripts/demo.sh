@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make demo: ingest the open lung corpora (COVID-BLUES, POCUS), summarise them, then a short USCL
-# pretraining run on COVID-BLUES at 64 px (a few minutes on 2 cores).
+# pretraining run on COVID-BLUES at 64 px, a linear evaluation of it on POCUS (5 folds by
+# patient) and an export of the backbone (a few minutes on 2 cores).
 set -uo pipefail
 RAW=${1:-../shared/datasets}
 STORE=${2:-store}
@@ -38,5 +39,13 @@ if [ -d "$RAW/covid-blues" ]; then
   echo "== pretraining: usctl train --store $STORE --dataset covid-blues --out $run --epochs 15 --image-size 64 --warmup-epochs 1"
   "$BIN" train --store "$STORE" --dataset covid-blues --out "$run" --epochs 15 --image-size 64 --warmup-epochs 1 || status=2
   echo "run directory: $run (config.toml, metrics.jsonl, last/best.safetensors, loss.png)"
+  if [ $status -eq 0 ] && [ -d "$RAW/pocus" ]; then
+    echo
+    echo "== evaluation: usctl eval --store $STORE --dataset pocus --init $run/last.safetensors --protocol linear --out $run/eval-pocus --epochs 30 --image-size 64 --augment off --seeds 1"
+    "$BIN" eval --store "$STORE" --dataset pocus --init "$run/last.safetensors" --protocol linear --out "$run/eval-pocus" \
+      --epochs 30 --image-size 64 --augment off --seeds 1 || status=2
+    echo "== export: usctl export --checkpoint $run/last.safetensors --out $run/backbone.safetensors --eval $run/eval-pocus"
+    "$BIN" export --checkpoint "$run/last.safetensors" --out "$run/backbone.safetensors" --eval "$run/eval-pocus" || status=2
+  fi
 fi
 exit $status

@@ -24,6 +24,17 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Fine-tune and score a backbone with k-fold cross-validation on a labelled store (runs
+    /// `usctl-torch eval`; see `usctl eval --help`).
+    #[command(disable_help_flag = true)]
+    Eval {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Write a checkpoint's backbone alone with torchvision's ResNet-18 names, plus a model card.
+    Export(ExportArgs),
+    /// Put several evaluations side by side in one table (Markdown).
+    Report(ReportArgs),
     /// Decode the manifest's files without storing anything (benchmark helper).
     #[command(hide = true)]
     DecodeOnly(IngestArgs),
@@ -71,4 +82,30 @@ pub struct StoreArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A checkpoint of `usctl train` (last.safetensors or best.safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The backbone file to write (safetensors); the model card goes beside it as .json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// An evaluation directory (`usctl eval --out`) whose summary goes into the model card.
+    #[arg(long)]
+    pub eval: Option<PathBuf>,
+    /// Print the model card as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Evaluation directories (`usctl eval --out`) or their report.json files.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Write the table to this file instead of printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

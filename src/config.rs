@@ -126,6 +126,44 @@ impl Default for AugmentConfig {
     }
 }
 
+impl AugmentConfig {
+    /// Rejects ranges and probabilities that torchvision would reject, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid { key: key.into(), message: why.into() });
+        let a = self;
+        let range = |r: [f64; 2]| r[0] > 0.0 && r[0] <= r[1];
+        if !range(a.crop_scale) || a.crop_scale[1] > 1.0 {
+            return bad("augment.crop_scale", "must be [lo, hi] with 0 < lo ≤ hi ≤ 1");
+        }
+        if !range(a.crop_ratio) {
+            return bad("augment.crop_ratio", "must be [lo, hi] with 0 < lo ≤ hi");
+        }
+        for (k, p) in [("augment.flip", a.flip), ("augment.jitter_prob", a.jitter_prob)] {
+            if !(0.0..=1.0).contains(&p) {
+                return bad(k, "is a probability: must be in [0, 1]");
+            }
+        }
+        for (k, x) in [("augment.brightness", a.brightness), ("augment.contrast", a.contrast), ("augment.saturation", a.saturation)] {
+            if x.is_nan() || x < 0.0 {
+                return bad(k, "must be ≥ 0");
+            }
+        }
+        if !(0.0..=0.5).contains(&a.hue) {
+            return bad("augment.hue", "must be in [0, 0.5]");
+        }
+        if a.std.is_nan() || a.std <= 0.0 {
+            return bad("augment.std", "must be > 0");
+        }
+        Ok(())
+    }
+}
+
+/// Reads a typed TOML config; unknown keys are errors that name the file.
+pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.into(), source: e })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
@@ -214,8 +252,7 @@ pub struct Overrides {
 
 impl TrainConfig {
     pub fn load(path: &Path) -> Result<TrainConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.into(), source: e })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+        load_toml(path)
     }
 
     pub fn apply(&mut self, o: &Overrides) {
@@ -231,7 +268,6 @@ impl TrainConfig {
     /// Rejects values that would fail later or train nonsense, naming the key to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError::Invalid { key: key.into(), message: why.into() });
-        let a = &self.augment;
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1");
         }
@@ -265,29 +301,7 @@ impl TrainConfig {
         if self.spg.alpha.is_nan() || self.spg.alpha <= 0.0 || self.spg.beta.is_nan() || self.spg.beta <= 0.0 {
             return bad("spg.alpha", "Beta parameters alpha and beta must be > 0");
         }
-        let range = |r: [f64; 2]| r[0] > 0.0 && r[0] <= r[1];
-        if !range(a.crop_scale) || a.crop_scale[1] > 1.0 {
-            return bad("augment.crop_scale", "must be [lo, hi] with 0 < lo ≤ hi ≤ 1");
-        }
-        if !range(a.crop_ratio) {
-            return bad("augment.crop_ratio", "must be [lo, hi] with 0 < lo ≤ hi");
-        }
-        for (k, p) in [("augment.flip", a.flip), ("augment.jitter_prob", a.jitter_prob)] {
-            if !(0.0..=1.0).contains(&p) {
-                return bad(k, "is a probability: must be in [0, 1]");
-            }
-        }
-        for (k, x) in [("augment.brightness", a.brightness), ("augment.contrast", a.contrast), ("augment.saturation", a.saturation)] {
-            if x.is_nan() || x < 0.0 {
-                return bad(k, "must be ≥ 0");
-            }
-        }
-        if !(0.0..=0.5).contains(&a.hue) {
-            return bad("augment.hue", "must be in [0, 0.5]");
-        }
-        if a.std.is_nan() || a.std <= 0.0 {
-            return bad("augment.std", "must be > 0");
-        }
+        self.augment.validate()?;
         Ok(())
     }
 

@@ -109,3 +109,43 @@ impl TrainError {
         move |source| TrainError::Io { path, source }
     }
 }
+
+#[derive(Debug, Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Checkpoints, devices and libtorch, shared with the trainer.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Folds(#[from] crate::eval::folds::FoldError),
+    #[error("store {path} {message}")]
+    Data { path: PathBuf, message: String },
+    #[error("folds file {path}: {message}")]
+    FoldsFile { path: PathBuf, message: String },
+    #[error("evaluation directory {path} already holds a report; choose a new --out")]
+    Exists { path: PathBuf },
+    #[error("evaluation report {path}: {message}")]
+    Report { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl EvalError {
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> EvalError {
+        let path = path.into();
+        move |source| EvalError::Io { path, source }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ExportError {
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}

@@ -1,13 +1,14 @@
-//! usctl: raw ultrasound videos → versioned frame-cluster stores → USCL pretraining (and, in a
-//! later issue, evaluation and export). This library holds everything that does not need
-//! libtorch; the libtorch side (model, losses, loader, trainer) is the `usctl-torch` binary in
-//! src/torch/, so that `usctl` and ingest never load libtorch. Data flows one way:
+//! usctl: raw ultrasound videos → versioned frame-cluster stores → USCL pretraining → downstream
+//! evaluation and export. This library holds everything that does not need libtorch; the
+//! libtorch side (model, losses, loader, trainer, fine-tuning) is the `usctl-torch` binary in
+//! src/torch/, so that `usctl`, ingest, export and reports never load libtorch. Data flows one way:
 //! manifest → ingest → store → loader → trainer → checkpoint → eval/export.
 
 pub mod augment;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod hash;
 pub mod index;
 pub mod ingest;

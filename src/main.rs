@@ -5,7 +5,7 @@ mod cli;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
-use cli::{Cli, Command, IngestArgs, StoreArgs};
+use cli::{Cli, Command, ExportArgs, IngestArgs, ReportArgs, StoreArgs};
 use std::process::ExitCode;
 use usctl::ingest::{self, IngestOptions, IngestReport};
 use usctl::store::{self, reader::Store};
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     }
     // The libtorch commands run in the sibling binary, so that ingest never loads libtorch.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == "train") {
+    if args.get(1).is_some_and(|a| a == "train" || a == "eval") {
         return forward_to_torch(&args[1..]);
     }
     let matches = Cli::command().version(env!("CARGO_PKG_VERSION")).get_matches();
@@ -82,11 +82,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Verify(a) => run_verify(a),
         Command::Info(a) => run_info(a),
-        Command::Train { args } => {
-            let mut all = vec![std::ffi::OsString::from("train")];
-            all.extend(args.into_iter().map(Into::into));
-            Ok(forward_to_torch(&all))
-        }
+        Command::Train { args } => Ok(forward_to_torch(&[vec!["train".to_string()], args].concat().iter().map(Into::into).collect::<Vec<_>>())),
+        Command::Eval { args } => Ok(forward_to_torch(&[vec!["eval".to_string()], args].concat().iter().map(Into::into).collect::<Vec<_>>())),
+        Command::Export(a) => run_export(a),
+        Command::Report(a) => run_report(a),
     }
 }
 
@@ -189,6 +188,38 @@ fn run_info(a: StoreArgs) -> anyhow::Result<ExitCode> {
     }
     for v in store.videos.iter().filter(|v| v.status != "ok") {
         println!("  {}: {}: {}", v.status, v.source_path, v.message.as_deref().unwrap_or(""));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {
+    let e = usctl::export::export(&a.checkpoint, &a.out, a.eval.as_deref())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&e.card)?);
+    } else {
+        println!(
+            "{}: {} tensors, {} parameters (torchvision resnet18 names, no fc); model card {}",
+            a.out.display(),
+            e.tensors,
+            e.parameters,
+            usctl::export::card_path(&a.out).display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let mut reports = Vec::new();
+    for dir in &a.runs {
+        reports.push((dir.clone(), usctl::eval::report::Report::read(dir)?));
+    }
+    let table = usctl::eval::report::compare(&reports);
+    match &a.out {
+        Some(path) => {
+            usctl::eval::report::write_atomic(path, table.as_bytes())?;
+            println!("wrote {}", path.display());
+        }
+        None => print!("{table}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -145,9 +145,39 @@ fn pocus_all_present_files_and_the_four_absent_ones() {
             "pocus_videos/convex/Cov_emdocs_vid3.gif",
             "pocus_videos/linear/Cov_emdocs_vid2.gif",
         ],
-        |_| {},
+        evaluate_pocus,
     );
     if let Some(counts) = counts {
         assert_eq!(counts, (167, 163));
     }
+}
+
+/// A short linear evaluation of a random backbone on the real POCUS store: the default classes
+/// (COVID-19, bacterial pneumonia, healthy), 5 folds that never split a patient, a report that
+/// beats chance.
+fn evaluate_pocus(store: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("eval");
+    let out = run(usctl()
+        .args(["eval", "--json", "--init", "random", "--protocol", "linear", "--seeds", "1", "--epochs", "5", "--image-size", "32", "--augment", "off", "--store"])
+        .arg(store)
+        .arg("--out")
+        .arg(&out_dir));
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["classes"], serde_json::json!(["covid-19", "bacterial-pneumonia", "healthy"]));
+    let (videos, _) = tables(&newest(store));
+    let kept: Vec<_> = videos.iter().filter(|v| v.frames_kept > 0 && ["covid-19", "bacterial-pneumonia", "healthy"].contains(&v.class_name.as_deref().unwrap_or(""))).collect();
+    assert_eq!(r["videos"].as_u64().unwrap() as usize, kept.len());
+    assert_eq!(r["frames"].as_u64().unwrap() as i64, kept.iter().map(|v| v.frames_kept).sum::<i64>());
+    let folds: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("folds.json")).unwrap()).unwrap();
+    let mut fold_of = std::collections::HashMap::new();
+    for (item, fold) in folds["items"].as_array().unwrap().iter().zip(folds["fold"].as_array().unwrap()) {
+        let group = item["patient"].as_str().map_or_else(|| format!("video:{}", item["video"]), |p| format!("patient:{p}"));
+        assert_eq!(*fold_of.entry(group.clone()).or_insert(fold.clone()), *fold, "{group} in two folds");
+    }
+    assert_eq!(r["runs"].as_array().unwrap().len(), 5);
+    let balanced = r["frame"]["balanced_accuracy"]["mean"].as_f64().unwrap();
+    assert!(balanced > 0.4, "balanced accuracy {balanced} is no better than chance (1/3)");
+    eprintln!("real_data: pocus: random init, linear, 5 folds: frame accuracy {}, balanced {balanced:.3}", r["frame"]["accuracy"]["mean"]);
 }

@@ -2,23 +2,7 @@
 //! `usctl` front door (which runs `usctl-torch`), and the errors a user meets.
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
-
-/// Eight 2-second clips of differently coloured, moving test patterns, ingested at 32 px.
-fn store(root: &Path) -> PathBuf {
-    let raw = root.join("raw");
-    std::fs::create_dir_all(&raw).unwrap();
-    for i in 0..8 {
-        let name = format!("{}{i}.mp4", if i % 2 == 0 { "a" } else { "b" });
-        let src = format!("testsrc2=size=64x48:rate=15,trim=end_frame=30,hue=h={}", i * 45);
-        ffmpeg(&["-f", "lavfi", "-i", &src, "-c:v", "libx264", "-pix_fmt", "yuv420p", raw.join(name).to_str().unwrap()]);
-    }
-    let m = root.join("m.toml");
-    manifest(&m, "clips", &["*.mp4"], &[]);
-    let out = ingest(&m, &raw, &root.join("store"), &["--size", "32"]);
-    assert!(out.status.success(), "{}", text(&out));
-    root.join("store")
-}
+use std::path::Path;
 
 fn train(store: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     run(usctl()
@@ -33,7 +17,7 @@ fn train(store: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
 #[test]
 fn trains_from_the_front_door_and_refuses_what_it_should() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
+    let store = clips_store(dir.path());
     let run_dir = dir.path().join("run");
     let out = train(&store, &run_dir, &["--json", "--label-rate", "0.5"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -81,7 +65,7 @@ fn cuda_requested_without_a_gpu_is_a_clear_error() {
         return; // a GPU machine: --device cuda is valid there
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
+    let store = clips_store(dir.path());
     let out = train(&store, &dir.path().join("run"), &["--device", "cuda"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("--device cpu"), "{}", text(&out));
@@ -90,11 +74,10 @@ fn cuda_requested_without_a_gpu_is_a_clear_error() {
 /// A torchvision ResNet-18 state dict (random init, no download) written as safetensors by the
 /// project's venv Python, in the format's plain layout (8-byte header length, JSON header, data).
 fn torchvision_weights(path: &Path) -> bool {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    if !python.is_file() {
+    let Some(python) = venv_python() else {
         eprintln!("train_cli: no .venv python (make setup installs it); --init from torchvision not checked");
         return false;
-    }
+    };
     let script = r#"
 import json, struct, sys, torch, torchvision
 torch.manual_seed(0)
@@ -124,7 +107,7 @@ fn init_reads_torchvision_weights() {
     if !torchvision_weights(&weights) {
         return;
     }
-    let store = store(dir.path());
+    let store = clips_store(dir.path());
     // A learning rate so small that one epoch leaves the convolutions where --init put them.
     let run_dir = dir.path().join("run");
     let out = train(&store, &run_dir, &["--epochs", "1", "--lr", "1e-12", "--init", weights.to_str().unwrap()]);

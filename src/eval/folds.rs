@@ -79,7 +79,39 @@ pub fn split(items: &[Item], k: usize, seed: u64) -> Result<Folds, FoldError> {
     Ok(folds)
 }
 
+/// Splits the items `of` (indices into `items`) into (kept, held out), holding out about
+/// `fraction` of them by group and stratified by class: one fold of a grouped k-fold split with
+/// k = round(1 / fraction), or k = the number of groups when there are fewer.
+pub fn hold_out(items: &[Item], of: &[usize], fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>), FoldError> {
+    let sub: Vec<Item> = of.iter().map(|&i| items[i].clone()).collect();
+    let groups = sub.iter().map(Item::group).collect::<std::collections::BTreeSet<_>>().len();
+    // Few groups: hold out one of them rather than fail (at least one group stays for training).
+    let k = ((1.0 / fraction).round() as usize).clamp(2, groups.max(2));
+    let f = split(&sub, k, seed)?;
+    let (keep, held) = f.train_test(0);
+    Ok((keep.into_iter().map(|i| of[i]).collect(), held.into_iter().map(|i| of[i]).collect()))
+}
+
 impl Folds {
+    /// A saved split applied to `items` (in their order): the same videos with the same classes
+    /// must be in both, and the split must pass the leak check.
+    pub fn reuse(&self, items: &[Item]) -> Result<Folds, String> {
+        self.check().map_err(|e| e.to_string())?;
+        let saved: BTreeMap<&str, (usize, &Item)> = self.items.iter().zip(&self.fold).map(|(it, &f)| (it.video.as_str(), (f, it))).collect();
+        if saved.len() != items.len() {
+            return Err(format!("it splits {} videos, this evaluation has {}; it was made for other data or classes: drop --folds-file", saved.len(), items.len()));
+        }
+        let mut fold = Vec::with_capacity(items.len());
+        for it in items {
+            match saved.get(it.video.as_str()) {
+                Some((f, s)) if *s == it => fold.push(*f),
+                Some(_) => return Err(format!("{} has another class or patient there; it was made for other data: drop --folds-file", it.video)),
+                None => return Err(format!("it does not list {}; it was made for other data: drop --folds-file", it.video)),
+            }
+        }
+        Ok(Folds { k: self.k, seed: self.seed, fold, items: items.to_vec() })
+    }
+
     /// Indices of the (train, test) items of fold `f`.
     pub fn train_test(&self, f: usize) -> (Vec<usize>, Vec<usize>) {
         (0..self.items.len()).partition(|&i| self.fold[i] != f)
@@ -140,6 +172,32 @@ mod tests {
         assert_ne!(a.fold, split(&it, 5, 8).unwrap().fold);
         let back: Folds = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn held_out_part_and_reused_splits() {
+        let it = items();
+        let f = split(&it, 5, 1).unwrap();
+        let (train, _) = f.train_test(2);
+        let (keep, held) = hold_out(&it, &train, 0.2, 3).unwrap();
+        assert_eq!(keep.len() + held.len(), train.len());
+        assert!((4..=9).contains(&held.len()), "{} held out of {}", held.len(), train.len());
+        for h in &held {
+            assert!(train.contains(h) && keep.iter().all(|k| it[*k].group() != it[*h].group()));
+        }
+        let mut shuffled = it.clone();
+        shuffled.reverse();
+        let again = f.reuse(&shuffled).unwrap();
+        for (i, item) in shuffled.iter().enumerate() {
+            let j = it.iter().position(|x| x == item).unwrap();
+            assert_eq!(again.fold[i], f.fold[j]);
+        }
+        assert!(f.reuse(&it[1..]).unwrap_err().contains("drop --folds-file"));
+        let (keep, held) = hold_out(&it, &[0, 1, 2, 3, 4, 5], 0.2, 3).unwrap();
+        assert_eq!((keep.len(), held.len()), (3, 3), "two patients: one of them is held out");
+        let mut other = it.clone();
+        other[0].class = 2;
+        assert!(f.reuse(&other).unwrap_err().contains("another class"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! never predicted is 0, balanced accuracy averages the recall of the classes that occur in the
 //! truth, and macro averages run over the classes that occur in the truth or the predictions.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub type Confusion = Vec<Vec<u64>>;
 
@@ -23,7 +23,7 @@ pub fn add(a: &mut Confusion, b: &Confusion) {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     pub accuracy: f64,
     pub balanced_accuracy: f64,

@@ -1,6 +1,9 @@
-//! Downstream evaluation, the parts that need no libtorch: cross-validation folds and
-//! classification metrics. (The fine-tuning protocols and reports come with the evaluation
-//! command.)
+//! Downstream evaluation, the parts that need no libtorch: the config, which videos are used,
+//! cross-validation folds, classification metrics and reports. Fine-tuning itself runs in
+//! `usctl-torch` (src/torch/finetune.rs).
 
+pub mod config;
+pub mod data;
 pub mod folds;
 pub mod metrics;
+pub mod report;

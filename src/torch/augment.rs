@@ -77,6 +77,16 @@ pub fn jitter(mut x: Tensor, params: &[AugParams]) -> Tensor {
     x
 }
 
+/// Single frames (fine-tuning): [n, 1, H, W] u8 → [n, 1, size, size] float, cropped, flipped,
+/// jittered and normalised on `device`. Identity parameters give the whole frame resized.
+pub fn images(frames: &Tensor, params: &[AugParams], a: &AugmentConfig, size: i64, device: Device) -> Tensor {
+    let x = frames.to_device(device).to_kind(Kind::Float) / 255.0;
+    let mut out = jitter(crop_resize_flip(&x, params, size), params);
+    out -= a.mean;
+    out /= a.std;
+    out
+}
+
 /// Everything a batch of views needs besides pixels.
 pub struct ViewsSpec<'a> {
     pub xi: &'a [f32],
@@ -172,6 +182,17 @@ mod tests {
         let slow = (jitter(crop_resize_flip(&m, &params, 20), &params) - 0.5) / 0.25;
         let diff = (&fast - &slow).abs().max().double_value(&[]);
         assert!(diff < 1e-4, "fast and slow paths differ by {diff}");
+    }
+
+    #[test]
+    fn single_images_equal_views_without_a_partner() {
+        let a = AugmentConfig::default();
+        let f = frames(3, 32);
+        let mut r = seed::stream(2, "aug", &[]);
+        let params: Vec<AugParams> = (0..3).map(|_| draw(&mut r, &a)).collect();
+        let one = images(&f.narrow(1, 0, 1), &params, &a, 16, Device::Cpu);
+        let pair = views(&f, &ViewsSpec { xi: &[1.0; 3], params: &params, mix_after: false }, &a, 16, Device::Cpu);
+        assert!((&one - &pair).abs().max().double_value(&[]) < 1e-4);
     }
 
     #[test]

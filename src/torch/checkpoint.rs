@@ -4,16 +4,15 @@
 //! weights and state can never disagree; it is written to a temporary name, synced and renamed.
 
 use usctl::error::TrainError;
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use safetensors::tensor::{Dtype, SafeTensors};
+use usctl::export::{write_safetensors, RawTensor, STATE_KEY};
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 pub const FORMAT: &str = "usctl-checkpoint";
 pub const FORMAT_VERSION: u32 = 1;
-const META_KEY: &str = "usctl";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,46 +36,22 @@ pub struct State {
     pub config_sha256: String,
 }
 
-struct Raw {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
-}
-
-impl View for &Raw {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
-}
-
-fn raw(t: &Tensor) -> Result<Raw, String> {
+fn raw(t: &Tensor) -> Result<RawTensor, String> {
     let t = t.detach().to_device(Device::Cpu).contiguous();
     let shape = t.size().iter().map(|&d| d as usize).collect();
     let (dtype, data) = match t.kind() {
         Kind::Int64 => (Dtype::I64, Vec::<i64>::try_from(t.flatten(0, -1)).map_err(|e| e.to_string())?.iter().flat_map(|x| x.to_le_bytes()).collect()),
         _ => (Dtype::F32, Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).map_err(|e| e.to_string())?.iter().flat_map(|x| x.to_le_bytes()).collect()),
     };
-    Ok(Raw { dtype, shape, data })
+    Ok(RawTensor { dtype, shape, data })
 }
 
 /// Writes named tensors (f32, or i64 for integer ones) and an optional state, atomically.
 pub fn write(path: &Path, tensors: &[(String, Tensor)], state: Option<&State>) -> Result<(), TrainError> {
     let fail = |message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
     let raws = tensors.iter().map(|(n, t)| Ok((n.clone(), raw(t)?))).collect::<Result<Vec<_>, String>>().map_err(fail)?;
-    let meta = state.map(|s| HashMap::from([(META_KEY.to_string(), serde_json::to_string(s).unwrap_or_default())]));
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    safetensors::tensor::serialize_to_file(raws.iter().map(|(n, r)| (n.as_str(), r)), &meta, &tmp).map_err(|e| fail(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(TrainError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(TrainError::io(path))
+    let meta = state.map(|s| HashMap::from([(STATE_KEY.to_string(), serde_json::to_string(s).unwrap_or_default())]));
+    write_safetensors(path, &raws, meta).map_err(fail)
 }
 
 /// Reads every tensor (f32, f64, f16, bf16 or i64) onto the CPU, and the state if there is one.
@@ -101,7 +76,7 @@ pub fn read(path: &Path) -> Result<(HashMap<String, Tensor>, Option<State>), Tra
         };
         out.insert(name, t.reshape(&shape));
     }
-    let state = match SafeTensors::read_metadata(&bytes).map_err(|e| fail(format!("{e:?}")))?.1.metadata().as_ref().and_then(|m| m.get(META_KEY)) {
+    let state = match SafeTensors::read_metadata(&bytes).map_err(|e| fail(format!("{e:?}")))?.1.metadata().as_ref().and_then(|m| m.get(STATE_KEY)) {
         None => None,
         Some(json) => {
             let s: State = serde_json::from_str(json).map_err(|e| fail(format!("its usctl state is not readable: {e}")))?;
@@ -118,6 +93,14 @@ pub fn read(path: &Path) -> Result<(HashMap<String, Tensor>, Option<State>), Tra
 pub fn strip(tensors: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
     let p = format!("{prefix}.");
     tensors.iter().filter_map(|(k, t)| Some((k.strip_prefix(&p)?.to_string(), t.shallow_clone()))).collect()
+}
+
+/// Loads a backbone from a usctl checkpoint (its `backbone.*` tensors) or from a file with
+/// torchvision's names (an export, or torchvision's own weights); returns the names not used.
+pub fn load_backbone(vs: &tch::nn::VarStore, path: &Path) -> Result<Vec<String>, TrainError> {
+    let (saved, _) = read(path)?;
+    let weights = if saved.keys().any(|k| k.starts_with("backbone.")) { strip(&saved, "backbone") } else { saved };
+    load_into(vs, &weights, path)
 }
 
 /// Copies `saved` into the variables of `vs` (moving to their device and kind). Every variable must

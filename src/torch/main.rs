@@ -1,11 +1,12 @@
-//! The libtorch side of usctl. Everything that needs libtorch (the trainer, later evaluation and
-//! export) lives in this binary, so that `usctl` itself, and with it ingest, never loads libtorch
-//! and its CUDA libraries (about 0.6 s and 500 MiB of start-up). `usctl train …` runs
-//! `usctl-torch train …` from beside itself.
+//! The libtorch side of usctl. Everything that needs libtorch (the trainer and fine-tuning
+//! evaluation) lives in this binary, so that `usctl` itself, and with it ingest, export and
+//! reports, never loads libtorch and its CUDA libraries (about 0.6 s and 500 MiB of start-up).
+//! `usctl train …` and `usctl eval …` run `usctl-torch train|eval …` from beside itself.
 
 mod augment;
 mod bench;
 mod checkpoint;
+mod finetune;
 mod loader;
 mod loss;
 mod model;
@@ -19,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use usctl::config::{DeviceChoice, Overrides, Pairs, TrainConfig};
+use usctl::eval::config::{EvalConfig, EvalOverrides, Protocol, Selection};
 
 #[derive(Debug, Parser)]
 #[command(name = "usctl", bin_name = "usctl", about = "usctl commands that run on libtorch", args_override_self = true)]
@@ -31,6 +33,12 @@ struct Cli {
 enum Command {
     /// Pretrain a ResNet-18 backbone on a store with USCL (contrastive + semi-supervised).
     Train(TrainArgs),
+    /// Fine-tune and score a backbone on a labelled store with k-fold cross-validation by
+    /// patient (linear, last3 or all layers); writes report.md, report.json and plots.
+    Eval(EvalArgs),
+    /// Backbone features of given images (test helper: export round trips, torchvision parity).
+    #[command(hide = true)]
+    Features(FeaturesArgs),
     /// Loader throughput alone (benchmark helper).
     #[command(hide = true)]
     BenchLoader(BenchArgs),
@@ -125,6 +133,89 @@ struct TrainArgs {
 }
 
 #[derive(Debug, Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    store: StoreSel,
+    /// The backbone: a checkpoint of `usctl train` (last/best.safetensors), an export, any
+    /// torchvision-named ResNet-18 safetensors file, or "random".
+    #[arg(long)]
+    init: String,
+    /// linear (frozen backbone), last3 (layer4.1 + classifier) or all.
+    #[arg(long)]
+    protocol: Option<Protocol>,
+    /// Output directory: eval.toml, folds.json, runs.jsonl, report.json, report.md, PNGs.
+    #[arg(long)]
+    out: PathBuf,
+    /// Evaluation config (TOML, docs/eval.md); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// k of k-fold cross-validation (default 5).
+    #[arg(long)]
+    folds: Option<usize>,
+    /// Reuse the split of an earlier evaluation (its folds.json) instead of making one.
+    #[arg(long)]
+    folds_file: Option<PathBuf>,
+    /// Repetitions of every fold with different seeds (default 3).
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Root seed of folds, initialisation, batch order and augmentation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Fine-tuning epochs (default 100).
+    #[arg(long)]
+    epochs: Option<u32>,
+    /// Images are SIZE×SIZE (default 224).
+    #[arg(long)]
+    image_size: Option<i64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam learning rate (default 0.01), cosine-annealed per epoch.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// fixed (the last epoch) or validation (the best epoch on a split of the training folds).
+    #[arg(long)]
+    selection: Option<Selection>,
+    /// Pick each fold's epoch by its test accuracy, as the reference code did (optimistic; the
+    /// report's title says so).
+    #[arg(long, conflicts_with = "selection")]
+    select_on_test: bool,
+    /// Training frames drawn per video per epoch (0: all).
+    #[arg(long)]
+    frames_per_video: Option<usize>,
+    /// on, or off: no training augmentation (with linear, features are computed once).
+    #[arg(long, value_parser = parse_on_off)]
+    augment: Option<bool>,
+    /// auto, cpu or cuda.
+    #[arg(long)]
+    device: Option<DeviceChoice>,
+    /// libtorch threads (0: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Name of the initialisation in reports (default: the checkpoint's run directory).
+    #[arg(long)]
+    label: Option<String>,
+    /// No per-fold lines.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct FeaturesArgs {
+    /// Weights: a checkpoint, an export, or any torchvision-named ResNet-18 safetensors file.
+    #[arg(long)]
+    weights: PathBuf,
+    /// safetensors file with one tensor `x`: [N, 1 or 3, H, W], already normalised.
+    #[arg(long)]
+    input: PathBuf,
+    /// safetensors file to write with one tensor `features`: [N, 512].
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
 struct BenchArgs {
     #[arg(long)]
     store: Option<PathBuf>,
@@ -200,6 +291,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => run_train(a),
+        Command::Eval(a) => run_eval(a),
+        Command::Features(a) => features(a),
         Command::BenchLoader(a) => bench(a, true),
         Command::BenchStep(a) => bench(a, false),
     };
@@ -245,6 +338,83 @@ fn run_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
             summary.best_epoch.map_or("-".into(), |e| e.to_string()),
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
+    let s = &a.store;
+    let store = usctl::store::locate(&s.store, s.dataset.as_deref(), s.version.as_deref())?;
+    let mut config = match &a.config {
+        Some(p) => EvalConfig::load(p)?,
+        None => EvalConfig::default(),
+    };
+    config.apply(&EvalOverrides {
+        seed: a.seed,
+        folds: a.folds,
+        seeds: a.seeds,
+        protocol: a.protocol,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        image_size: a.image_size,
+        lr: a.lr,
+        selection: if a.select_on_test { Some(Selection::Test) } else { a.selection },
+        frames_per_video: a.frames_per_video,
+        augment_train: a.augment,
+        device: a.device,
+        threads: a.threads,
+    });
+    config.validate()?;
+    let init = (a.init != "random").then(|| PathBuf::from(&a.init));
+    if !a.quiet && !a.json {
+        eprintln!(
+            "evaluating {} on {} → {} ({}, {}-fold × {} seeds, {} epochs, {} px)",
+            a.init,
+            store.display(),
+            a.out.display(),
+            config.protocol.describe(),
+            config.folds,
+            config.seeds,
+            config.epochs,
+            config.image_size
+        );
+    }
+    let report = finetune::evaluate(finetune::EvalOptions {
+        store,
+        init,
+        label: a.label.clone(),
+        out: a.out.clone(),
+        config,
+        folds_file: a.folds_file.clone(),
+        progress: !a.quiet && !a.json,
+        command_line: std::env::args().collect(),
+    })
+    .with_context(|| format!("evaluation {} stopped", a.out.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if !a.quiet {
+        println!(
+            "{}: frame accuracy {}, balanced {}, macro-F1 {}; video accuracy {} ({} runs, {:.0} s); see {}",
+            report.title,
+            report.frame.accuracy,
+            report.frame.balanced_accuracy,
+            report.frame.macro_f1,
+            report.video.accuracy,
+            report.runs.len(),
+            report.seconds,
+            a.out.join(usctl::eval::report::MARKDOWN).display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn features(a: FeaturesArgs) -> anyhow::Result<ExitCode> {
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let net = model::ResNet18::new(&vs.root());
+    checkpoint::load_backbone(&vs, &a.weights)?;
+    let (input, _) = checkpoint::read(&a.input)?;
+    let x = input.get("x").with_context(|| format!("{} holds no tensor `x`", a.input.display()))?;
+    let f = tch::no_grad(|| net.features(x, false));
+    checkpoint::write(&a.out, &[("features".to_string(), f)], None)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -30,10 +30,21 @@ pub fn grating(v: usize, frame: usize, size: usize) -> Vec<u8> {
 /// Publishes a store of `frames.len()` videos (video v has frames[v] frames of size × size, class
 /// v % 2, patient v / 2) under `root/synthetic/`, returning the version directory.
 pub fn store(root: &Path, frames: &[usize], size: usize) -> PathBuf {
+    write(root, frames, size, grating)
+}
+
+/// `videos` videos of 3–5 frames whose class shows: class b (odd v) is darker, so even a random
+/// backbone's features separate the classes linearly.
+pub fn labelled_store(root: &Path, videos: usize, size: usize) -> PathBuf {
+    let frames: Vec<usize> = (0..videos).map(|v| 3 + v % 3).collect();
+    write(root, &frames, size, |v, f, size| grating(v, f, size).into_iter().map(|p| if v % 2 == 1 { p / 3 } else { p }).collect())
+}
+
+fn write(root: &Path, frames: &[usize], size: usize, pixels: impl Fn(usize, usize, usize) -> Vec<u8>) -> PathBuf {
     let dataset = root.join("synthetic");
     let mut w = StoreWriter::create(&dataset, "5e5e5e5e5e5e5e5e", size * size).unwrap();
     for (v, &n) in frames.iter().enumerate() {
-        let pixels: Vec<u8> = (0..n).flat_map(|f| grating(v, f, size)).collect();
+        let pixels: Vec<u8> = (0..n).flat_map(|f| pixels(v, f, size)).collect();
         let meta: Vec<FrameMeta> = (0..n).map(|f| FrameMeta { time_s: f as f64 / 3.0, source_index: f as i64, pts: f as i64 }).collect();
         let row = VideoRow {
             video_id: 0,

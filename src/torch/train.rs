@@ -335,10 +335,7 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
     } else {
         let mut notes = Vec::new();
         if let Some(init) = &c.init {
-            let path = PathBuf::from(init);
-            let (saved, _) = checkpoint::read(&path)?;
-            let weights = if saved.keys().any(|k| k.starts_with("backbone.")) { checkpoint::strip(&saved, "backbone") } else { saved };
-            let extra = checkpoint::load_into(&nets.backbone_vs, &weights, &path)?;
+            let extra = checkpoint::load_backbone(&nets.backbone_vs, Path::new(init))?;
             notes.push(format!("backbone initialised from {init} ({} tensors not used, e.g. {})", extra.len(), extra.first().map_or("none", |s| s.as_str())));
         }
         let cfg_path = o.out.join(CONFIG_FILE);

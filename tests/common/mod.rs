@@ -100,3 +100,26 @@ pub fn shared_datasets() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
     p.is_dir().then_some(p)
 }
+
+/// Eight 2-second clips (a0, b1, a2, …: class a or b by name) of differently coloured, moving
+/// test patterns, ingested at 32 px; returns the store root.
+pub fn clips_store(root: &Path) -> PathBuf {
+    let raw = root.join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    for i in 0..8 {
+        let name = format!("{}{i}.mp4", if i % 2 == 0 { "a" } else { "b" });
+        let src = format!("testsrc2=size=64x48:rate=15,trim=end_frame=30,hue=h={}", i * 45);
+        ffmpeg(&["-f", "lavfi", "-i", &src, "-c:v", "libx264", "-pix_fmt", "yuv420p", raw.join(name).to_str().unwrap()]);
+    }
+    let m = root.join("m.toml");
+    manifest(&m, "clips", &["*.mp4"], &[]);
+    let out = ingest(&m, &raw, &root.join("store"), &["--size", "32"]);
+    assert!(out.status.success(), "{}", text(&out));
+    root.join("store")
+}
+
+/// The project's venv Python (`make setup` installs torch and torchvision there), if present.
+pub fn venv_python() -> Option<PathBuf> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    python.is_file().then_some(python)
+}

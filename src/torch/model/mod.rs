@@ -3,6 +3,7 @@
 //! lives in its own VarStore: the backbone's names are exactly torchvision's, and f is what is kept.
 
 pub mod heads;
+pub mod init;
 pub mod resnet;
 
 pub use heads::Heads;

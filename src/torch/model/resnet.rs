@@ -62,24 +62,45 @@ impl ResNet18 {
         ResNet18 { conv1: conv(p / "conv1", 3, 64, 7, 2, 3), bn1: bn(p / "bn1", 64), layers }
     }
 
-    /// [N, 3, H, W] or [N, 1, H, W] → [N, 512]. A one-channel (gray) input means three identical
-    /// channels: convolving it with conv1's weights summed over their input channels gives the
-    /// same result (and gradient) at a third of the first layer's cost.
+    /// [N, 3, H, W] or [N, 1, H, W] → [N, 512].
     pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
+        pool(&self.stages(x, 0..STAGES, train))
+    }
+
+    /// Runs stages `range` of the network (see `STAGES`); fine-tuning runs the frozen stages
+    /// without gradients and in eval mode, the trainable ones in train mode.
+    pub fn stages(&self, x: &Tensor, range: std::ops::Range<usize>, train: bool) -> Tensor {
+        let mut y = x.shallow_clone();
+        for s in range {
+            y = match s {
+                0 => self.stem(&y, train),
+                b => self.layers[(b - 1) / 2][(b - 1) % 2].forward_t(&y, train),
+            };
+        }
+        y
+    }
+
+    /// conv1, bn1, ReLU, max pool. A one-channel (gray) input means three identical channels:
+    /// convolving it with conv1's weights summed over their input channels gives the same result
+    /// (and gradient) at a third of the first layer's cost.
+    fn stem(&self, x: &Tensor, train: bool) -> Tensor {
         let y = if x.size()[1] == 1 {
             let w = self.conv1.ws.sum_dim_intlist([1i64].as_slice(), true, self.conv1.ws.kind());
             x.conv2d(&w, None::<Tensor>, [2, 2], [3, 3], [1, 1], 1)
         } else {
             x.apply(&self.conv1)
         };
-        let mut y = y.apply_t(&self.bn1, train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
-        for layer in &self.layers {
-            for block in layer {
-                y = block.forward_t(&y, train);
-            }
-        }
-        y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+        y.apply_t(&self.bn1, train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
     }
+}
+
+/// Stage 0 is the stem (conv1, bn1, ReLU, max pool); stages 1–8 are the residual blocks
+/// layer1.0, layer1.1, …, layer4.1.
+pub const STAGES: usize = 9;
+
+/// Global average pooling: [N, 512, h, w] → [N, 512].
+pub fn pool(y: &Tensor) -> Tensor {
+    y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
 }
 
 impl ModuleT for ResNet18 {
@@ -116,6 +137,15 @@ mod tests {
         let gray = Tensor::randn([2, 1, 40, 40], (Kind::Float, Device::Cpu));
         let (a, b) = (net.features(&gray, false), net.features(&gray.expand([2, 3, 40, 40], false), false));
         assert!((&a - &b).abs().max().double_value(&[]) < 1e-4 * b.abs().max().double_value(&[]).max(1.0));
+    }
+
+    #[test]
+    fn stages_compose_to_the_whole_network() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = ResNet18::new(&vs.root());
+        let x = Tensor::randn([2, 1, 32, 32], (Kind::Float, Device::Cpu));
+        let split = pool(&net.stages(&net.stages(&x, 0..8, false), 8..STAGES, false));
+        assert!(split.equal(&net.features(&x, false)));
     }
 
     #[test]

@@ -1,0 +1,405 @@
+//! Evaluation reports (docs/eval.md, report format 1): the per-fold confusion matrices of one
+//! `usctl eval`, summarised as mean ± sd over folds × seeds at frame and video level, written as
+//! report.json (everything), report.md (for people) and PNGs; and `usctl report`, which puts
+//! several reports side by side in the shape of the paper's Tab. 5.
+
+use super::config::{EvalConfig, Protocol, Selection};
+use super::metrics::{self, Confusion, Scores};
+use crate::error::EvalError;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+pub const FORMAT: &str = "usctl-eval-report";
+pub const FORMAT_VERSION: u32 = 1;
+pub const JSON: &str = "report.json";
+pub const MARKDOWN: &str = "report.md";
+
+/// One fine-tuning run: fold `fold` trained with repetition `rep`'s seed, scored once on its
+/// test part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FoldRun {
+    pub fold: usize,
+    pub rep: usize,
+    pub train_videos: usize,
+    /// Held out of training to choose the epoch (selection = "validation"), else 0.
+    pub val_videos: usize,
+    pub test_videos: usize,
+    pub test_frames: usize,
+    pub epochs_trained: u32,
+    /// How many epochs the scored model had trained.
+    pub selected_epoch: u32,
+    pub frame: Confusion,
+    pub video: Confusion,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeanSd {
+    pub mean: f64,
+    /// Sample standard deviation (n − 1).
+    pub sd: f64,
+    pub n: usize,
+}
+
+impl MeanSd {
+    pub fn of(values: &[f64]) -> MeanSd {
+        let (mean, sd) = metrics::mean_sd(values);
+        MeanSd { mean, sd, n: values.len() }
+    }
+}
+
+impl std::fmt::Display for MeanSd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3} ± {:.3}", self.mean, self.sd)
+    }
+}
+
+/// Results at one level (frames, or videos with their frames' probabilities averaged).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Level {
+    pub accuracy: MeanSd,
+    pub balanced_accuracy: MeanSd,
+    pub macro_f1: MeanSd,
+    /// Confusion matrices summed over folds and seeds, and the scores of that sum.
+    pub summed: Confusion,
+    pub summed_scores: Scores,
+}
+
+impl Level {
+    pub fn of<'a>(matrices: impl Iterator<Item = &'a Confusion> + Clone, classes: usize) -> Level {
+        let scores: Vec<Scores> = matrices.clone().map(metrics::scores).collect();
+        let pick = |f: fn(&Scores) -> f64| MeanSd::of(&scores.iter().map(f).collect::<Vec<_>>());
+        let mut summed = vec![vec![0u64; classes]; classes];
+        for m in matrices {
+            metrics::add(&mut summed, m);
+        }
+        Level {
+            accuracy: pick(|s| s.accuracy),
+            balanced_accuracy: pick(|s| s.balanced_accuracy),
+            macro_f1: pick(|s| s.macro_f1),
+            summed_scores: metrics::scores(&summed),
+            summed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreRef {
+    pub dir: String,
+    pub dataset: String,
+    pub version_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub format: String,
+    pub format_version: u32,
+    pub title: String,
+    /// A short name for the initialisation (the run directory's name, or "random").
+    pub label: String,
+    /// "random", or the checkpoint the backbone was loaded from.
+    pub init: String,
+    pub init_sha256: Option<String>,
+    pub protocol: Protocol,
+    pub selection: Selection,
+    pub classes: Vec<String>,
+    pub store: StoreRef,
+    pub videos: usize,
+    pub videos_with_patient: usize,
+    pub frames: usize,
+    pub config: EvalConfig,
+    pub device: String,
+    pub git_commit: String,
+    pub command_line: Vec<String>,
+    pub seconds: f64,
+    pub runs: Vec<FoldRun>,
+    pub frame: Level,
+    pub video: Level,
+}
+
+/// The report's title; a test-fold selection says so first.
+pub fn title(label: &str, protocol: Protocol, selection: Selection, dataset: &str) -> String {
+    let t = format!("{label} · {} · {dataset}", protocol.describe());
+    match selection {
+        Selection::Test => format!("EPOCH SELECTED ON THE TEST FOLD (reference code's way, optimistic) · {t}"),
+        _ => t,
+    }
+}
+
+fn selection_text(c: &EvalConfig) -> String {
+    match c.selection {
+        Selection::Fixed => format!("the model after the last of {} epochs", c.epochs),
+        Selection::Validation => format!(
+            "the epoch (of {}) with the lowest cross-entropy on {:.0} % of the training part's patients held out; the test fold is scored once",
+            c.epochs,
+            100.0 * c.val_fraction
+        ),
+        Selection::Test => format!("the epoch (of {}) with the best accuracy on the test fold itself, as the reference code did: these numbers are optimistic", c.epochs),
+    }
+}
+
+fn confusion_table(out: &mut String, classes: &[String], m: &Confusion) {
+    let _ = writeln!(out, "| true \\ predicted | {} |", classes.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(classes.len()));
+    for (c, row) in classes.iter().zip(m) {
+        let _ = writeln!(out, "| {c} | {} |", row.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" | "));
+    }
+}
+
+fn class_table(out: &mut String, classes: &[String], s: &Scores) {
+    let _ = writeln!(out, "| class | precision | recall | F1 | support |\n|---|---:|---:|---:|---:|");
+    for (k, c) in classes.iter().enumerate() {
+        let _ = writeln!(out, "| {c} | {:.3} | {:.3} | {:.3} | {} |", s.precision[k], s.recall[k], s.f1[k], s.support[k]);
+    }
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let c = &self.config;
+        let mut o = String::new();
+        let _ = writeln!(o, "# {}\n", self.title);
+        let _ = writeln!(o, "- Initialisation: `{}` ({}{})", self.init, self.label, self.init_sha256.as_ref().map_or(String::new(), |h| format!(", sha256 {}", &h[..16.min(h.len())])));
+        let _ = writeln!(o, "- Protocol: {} (`{}`)", self.protocol.describe(), self.protocol.name());
+        let _ = writeln!(o, "- Model scored on each test fold: {}", selection_text(c));
+        let _ = writeln!(o, "- Store: `{}`, dataset {}, version {}", self.store.dir, self.store.dataset, self.store.version_id);
+        let _ = writeln!(
+            o,
+            "- Data: {} videos ({} with a patient id), {} frames; classes {}",
+            self.videos,
+            self.videos_with_patient,
+            self.frames,
+            self.classes.join(", ")
+        );
+        let _ = writeln!(
+            o,
+            "- {}-fold cross-validation by patient (by video where none is known), stratified by class; {} seed(s): {} runs. Folds: `folds.json`",
+            c.folds,
+            c.seeds,
+            self.runs.len()
+        );
+        let _ = writeln!(
+            o,
+            "- Training: {} epochs, batch {}, {} px, Adam lr {} (cosine per epoch), weight decay {}, {}, {} frames per video per epoch",
+            c.epochs,
+            c.batch_size,
+            c.image_size,
+            c.lr,
+            c.weight_decay,
+            if c.augment_train { "augmented (random resized crop, flip)" } else { "not augmented" },
+            if c.frames_per_video == 0 { "all".to_string() } else { format!("at most {}", c.frames_per_video) }
+        );
+        let _ = writeln!(o, "- Device {}, {:.0} s in all; usctl commit {}\n", self.device, self.seconds, self.git_commit);
+        let _ = writeln!(o, "Mean ± sd over folds × seeds:\n");
+        let _ = writeln!(o, "| level | accuracy | balanced accuracy | macro-F1 |\n|---|---|---|---|");
+        for (name, l) in [("frame", &self.frame), ("video", &self.video)] {
+            let _ = writeln!(o, "| {name} | {} | {} | {} |", l.accuracy, l.balanced_accuracy, l.macro_f1);
+        }
+        for (name, l) in [("frame", &self.frame), ("video", &self.video)] {
+            let _ = writeln!(o, "\n## {name} level, summed over folds and seeds\n");
+            class_table(&mut o, &self.classes, &l.summed_scores);
+            o.push('\n');
+            confusion_table(&mut o, &self.classes, &l.summed);
+        }
+        let _ = writeln!(o, "\n![frame-level confusion matrix](confusion_frame.png) ![accuracy per fold](fold_accuracy.png)\n");
+        let _ = writeln!(o, "## Runs\n\n| fold | seed | train videos | validation videos | test videos | test frames | scored epoch | frame accuracy | video accuracy | seconds |");
+        let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &self.runs {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.1} |",
+                r.fold + 1,
+                r.rep + 1,
+                r.train_videos,
+                r.val_videos,
+                r.test_videos,
+                r.test_frames,
+                r.selected_epoch,
+                metrics::scores(&r.frame).accuracy,
+                metrics::scores(&r.video).accuracy,
+                r.seconds
+            );
+        }
+        o
+    }
+
+    /// report.json, report.md and the PNGs, each written to a temporary name and renamed.
+    pub fn write(&self, dir: &Path) -> Result<(), EvalError> {
+        let json = serde_json::to_vec_pretty(self).map_err(|e| EvalError::Report { path: dir.join(JSON), message: e.to_string() })?;
+        write_atomic(&dir.join(JSON), &json)?;
+        write_atomic(&dir.join(MARKDOWN), self.markdown().as_bytes())?;
+        let plots = [
+            crate::plot::confusion_matrix(&dir.join("confusion_frame.png"), &format!("{} · frames", self.label), &self.classes, &self.frame.summed),
+            crate::plot::confusion_matrix(&dir.join("confusion_video.png"), &format!("{} · videos", self.label), &self.classes, &self.video.summed),
+            crate::plot::fold_accuracy(
+                &dir.join("fold_accuracy.png"),
+                &format!("{} · {} · frame accuracy per fold", self.label, self.protocol.name()),
+                &self.runs.iter().map(|r| (r.fold, metrics::scores(&r.frame).accuracy)).collect::<Vec<_>>(),
+            ),
+        ];
+        for p in plots {
+            if let Err(e) = p {
+                eprintln!("warning: a report plot in {} was not drawn: {e}", dir.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads report.json from an evaluation directory (or the file itself).
+    pub fn read(path: &Path) -> Result<Report, EvalError> {
+        let file = if path.is_dir() { path.join(JSON) } else { path.to_path_buf() };
+        let bytes = std::fs::read(&file).map_err(EvalError::io(&file))?;
+        let fail = |message: String| EvalError::Report { path: file.clone(), message };
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| fail(format!("not JSON ({e}); give the directory `usctl eval --out` wrote")))?;
+        if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) || v.get("format_version").and_then(|f| f.as_u64()) != Some(FORMAT_VERSION as u64) {
+            return Err(fail(format!("not a {FORMAT} {FORMAT_VERSION} file; give the directory `usctl eval --out` wrote")));
+        }
+        serde_json::from_value(v).map_err(|e| fail(e.to_string()))
+    }
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(EvalError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(EvalError::io(path))
+}
+
+/// Several reports side by side: initialisations as rows, protocols as columns (frame accuracy),
+/// then every headline number per report.
+pub fn compare(reports: &[(PathBuf, Report)]) -> String {
+    let mut o = String::new();
+    let mut labels: Vec<&str> = Vec::new();
+    for (_, r) in reports {
+        if !labels.contains(&r.label.as_str()) {
+            labels.push(&r.label);
+        }
+    }
+    let protocols: Vec<Protocol> = [Protocol::Linear, Protocol::Last3, Protocol::All].into_iter().filter(|p| reports.iter().any(|(_, r)| r.protocol == *p)).collect();
+    let on_test = reports.iter().any(|(_, r)| r.selection == Selection::Test);
+    let _ = writeln!(o, "Frame-level accuracy, mean ± sd over folds × seeds{}:\n", if on_test { " († epoch selected on the test fold: optimistic)" } else { "" });
+    let _ = writeln!(o, "| initialisation | {} |", protocols.iter().map(|p| p.describe()).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(o, "|---|{}", "---|".repeat(protocols.len()));
+    for l in &labels {
+        let cells: Vec<String> = protocols
+            .iter()
+            .map(|p| {
+                let hits: Vec<String> = reports
+                    .iter()
+                    .filter(|(_, r)| r.label == *l && r.protocol == *p)
+                    .map(|(_, r)| format!("{}{}", r.frame.accuracy, if r.selection == Selection::Test { " †" } else { "" }))
+                    .collect();
+                if hits.is_empty() {
+                    "–".into()
+                } else {
+                    hits.join(" / ")
+                }
+            })
+            .collect();
+        let _ = writeln!(o, "| {l} | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(o, "\n| initialisation | protocol | selection | epochs, px | frame accuracy | frame balanced acc. | frame macro-F1 | video accuracy | video macro-F1 | runs | seconds | report |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---:|---:|---|");
+    for (path, r) in reports {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {}, {} | {} | {} | {} | {} | {} | {} | {:.0} | `{}` |",
+            r.label,
+            r.protocol.name(),
+            r.selection.name(),
+            r.config.epochs,
+            r.config.image_size,
+            r.frame.accuracy,
+            r.frame.balanced_accuracy,
+            r.frame.macro_f1,
+            r.video.accuracy,
+            r.video.macro_f1,
+            r.runs.len(),
+            r.seconds,
+            path.display()
+        );
+    }
+    let mut stores: Vec<String> = reports.iter().map(|(_, r)| format!("{} {} ({})", r.store.dataset, r.store.version_id, r.classes.join(", "))).collect();
+    stores.dedup();
+    if stores.len() > 1 {
+        let _ = writeln!(o, "\nWarning: these reports evaluate different data: {}.", stores.join("; "));
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(fold: usize, rep: usize, frame: Confusion, video: Confusion) -> FoldRun {
+        FoldRun { fold, rep, train_videos: 8, val_videos: 0, test_videos: 2, test_frames: 6, epochs_trained: 3, selected_epoch: 3, frame, video, seconds: 1.0 }
+    }
+
+    pub(crate) fn report(label: &str, protocol: Protocol, selection: Selection, runs: Vec<FoldRun>) -> Report {
+        let classes = vec!["a".to_string(), "b".to_string()];
+        Report {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            title: title(label, protocol, selection, "toy"),
+            label: label.into(),
+            init: "random".into(),
+            init_sha256: None,
+            protocol,
+            selection,
+            store: StoreRef { dir: "s".into(), dataset: "toy".into(), version_id: "v".into() },
+            videos: 4,
+            videos_with_patient: 0,
+            frames: 12,
+            config: EvalConfig { selection, protocol, ..Default::default() },
+            device: "Cpu".into(),
+            git_commit: "x".into(),
+            command_line: vec![],
+            seconds: 2.0,
+            frame: Level::of(runs.iter().map(|r| &r.frame), 2),
+            video: Level::of(runs.iter().map(|r| &r.video), 2),
+            runs,
+            classes,
+        }
+    }
+
+    #[test]
+    fn levels_average_runs_and_sum_matrices() {
+        // Run 1: 3 of 4 right; run 2: 4 of 4 right.
+        let runs = vec![run(0, 0, vec![vec![2, 1], vec![0, 1]], vec![vec![1, 0], vec![0, 1]]), run(1, 0, vec![vec![2, 0], vec![0, 2]], vec![vec![1, 0], vec![1, 0]])];
+        let r = report("spg", Protocol::Linear, Selection::Fixed, runs);
+        assert_eq!(r.frame.accuracy.mean, 0.875);
+        assert!((r.frame.accuracy.sd - (0.125f64 * 0.125 * 2.0).sqrt()).abs() < 1e-12, "sample sd of 0.75 and 1.0");
+        assert_eq!(r.frame.summed, vec![vec![4, 1], vec![0, 3]]);
+        assert_eq!(r.video.accuracy.mean, 0.75);
+        assert_eq!(r.frame.summed_scores.support, vec![5, 3]);
+        let md = r.markdown();
+        assert!(md.contains("| frame | 0.875 ± 0.177 |"), "{md}");
+        assert!(!md.contains("TEST FOLD"));
+        let dir = tempfile::tempdir().unwrap();
+        r.write(dir.path()).unwrap();
+        assert_eq!(Report::read(dir.path()).unwrap(), r);
+        for f in ["report.md", "confusion_frame.png", "confusion_video.png", "fold_accuracy.png"] {
+            assert!(dir.path().join(f).is_file(), "{f}");
+        }
+        std::fs::write(dir.path().join(JSON), "{\"format\": \"other\"}").unwrap();
+        assert!(Report::read(dir.path()).unwrap_err().to_string().contains("usctl eval --out"));
+    }
+
+    #[test]
+    fn comparison_has_protocol_columns_and_flags_test_selection() {
+        let m = || vec![vec![1, 0], vec![0, 1]];
+        let a = report("random", Protocol::Linear, Selection::Fixed, vec![run(0, 0, m(), m())]);
+        let b = report("spg", Protocol::Linear, Selection::Fixed, vec![run(0, 0, m(), m())]);
+        let c = report("spg", Protocol::All, Selection::Test, vec![run(0, 0, m(), m())]);
+        assert!(c.title.starts_with("EPOCH SELECTED ON THE TEST FOLD"));
+        let t = compare(&[("a".into(), a), ("b".into(), b), ("c".into(), c)]);
+        assert!(t.contains("| initialisation | last 1 layer (frozen backbone, linear classifier) | all layers |"), "{t}");
+        assert!(t.contains("| random | 1.000 ± 0.000 | – |"), "{t}");
+        assert!(t.contains("| spg | 1.000 ± 0.000 | 1.000 ± 0.000 † |"), "{t}");
+        assert!(t.contains("optimistic"));
+    }
+}

@@ -1,0 +1,137 @@
+//! Pretrain → evaluate → export → report through the `usctl` front door on a small synthetic
+//! store, and the exported backbone in torchvision itself (the project's venv).
+mod common;
+use common::*;
+use safetensors::tensor::{Dtype, SafeTensors};
+use std::path::Path;
+use usctl::export::{write_safetensors, RawTensor};
+
+fn eval(store: &Path, init: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    run(usctl()
+        .args(["eval", "--quiet", "--store"])
+        .arg(store)
+        .arg("--init")
+        .arg(init)
+        .arg("--out")
+        .arg(out)
+        .args(["--folds", "2", "--seeds", "1", "--epochs", "2", "--image-size", "32", "--batch-size", "4", "--threads", "1"])
+        .args(extra))
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn f32s(path: &Path, name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensor(name).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// Backbone features of `input` with `weights`, computed by usctl.
+fn features(weights: &Path, input: &Path, out: &Path) -> Vec<f32> {
+    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_usctl-torch")).arg("features").arg("--weights").arg(weights).arg("--input").arg(input).arg("--out").arg(out));
+    assert!(o.status.success(), "{}", text(&o));
+    f32s(out, "features")
+}
+
+#[test]
+fn pretrain_evaluate_export_and_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = clips_store(d);
+    let run_dir = d.join("run");
+    let out = run(usctl()
+        .args(["train", "--quiet", "--epochs", "1", "--image-size", "32", "--batch-size", "3", "--threads", "1", "--store"])
+        .arg(&store)
+        .arg("--out")
+        .arg(&run_dir));
+    assert!(out.status.success(), "{}", text(&out));
+    let ckpt = run_dir.join("last.safetensors");
+
+    // Evaluate the pretrained backbone (last3) and a random one (linear) on the same folds.
+    let ev = d.join("ev-last3");
+    let out = eval(&store, &ckpt, &ev, &["--protocol", "last3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for f in ["eval.toml", "folds.json", "runs.jsonl", "report.json", "report.md", "confusion_frame.png", "confusion_video.png", "fold_accuracy.png"] {
+        assert!(ev.join(f).is_file(), "{f}");
+    }
+    let report = json(&ev.join("report.json"));
+    assert_eq!((report["label"].as_str(), report["protocol"].as_str(), report["videos"].as_u64()), (Some("run"), Some("last3"), Some(8)));
+    assert_eq!(report["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(report["classes"], serde_json::json!(["a", "b"]));
+    let ev2 = d.join("ev-random");
+    let out = eval(&store, Path::new("random"), &ev2, &["--protocol", "linear", "--folds-file", ev.join("folds.json").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(json(&ev2.join("folds.json")), json(&ev.join("folds.json")), "a reused split is the same split");
+    // A folds file edited so that one video sits in two folds is refused.
+    let mut leaky = json(&ev.join("folds.json"));
+    leaky["items"][1]["patient"] = leaky["items"][0]["patient"].clone();
+    leaky["items"][1]["video"] = leaky["items"][0]["video"].clone();
+    let f0 = leaky["fold"][0].as_u64().unwrap();
+    leaky["fold"][1] = serde_json::json!(1 - f0);
+    std::fs::write(d.join("leaky.json"), leaky.to_string()).unwrap();
+    let out = eval(&store, Path::new("random"), &d.join("ev-leaky"), &["--folds-file", d.join("leaky.json").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("leaky.json") && text(&out).contains("both sides"), "{}", text(&out));
+
+    // Side by side.
+    let out = run(usctl().arg("report").arg(&ev).arg(&ev2));
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(table.contains("| run | – |") && table.contains("| random |"), "{table}");
+
+    // Export: torchvision names, a model card with the evaluation, and features identical to the
+    // checkpoint's.
+    let exported = d.join("backbone.safetensors");
+    let out = run(usctl().arg("export").arg("--checkpoint").arg(&ckpt).arg("--out").arg(&exported).arg("--eval").arg(&ev));
+    assert!(out.status.success(), "{}", text(&out));
+    let card = json(&d.join("backbone.json"));
+    assert_eq!(card["evaluation"]["protocol"], "last3");
+    assert_eq!(card["training_config"]["image_size"], 32);
+    assert_eq!((card["parameters"].as_u64(), card["tensors"].as_u64()), (Some(11_176_512), Some(120)), "torchvision's resnet18 without fc");
+    let x: Vec<f32> = (0..2 * 48 * 48).map(|i| ((i as f32) * 0.37).sin() * 1.5).collect();
+    let input = d.join("x.safetensors");
+    write_safetensors(&input, &[("x".to_string(), RawTensor { dtype: Dtype::F32, shape: vec![2, 1, 48, 48], data: x.iter().flat_map(|v| v.to_le_bytes()).collect() })], None).unwrap();
+    let from_ckpt = features(&ckpt, &input, &d.join("f1.safetensors"));
+    let from_export = features(&exported, &input, &d.join("f2.safetensors"));
+    assert_eq!(from_ckpt.len(), 2 * 512);
+    assert_eq!(from_ckpt, from_export, "checkpoint → export → usctl gives identical features");
+
+    let Some(python) = venv_python() else {
+        eprintln!("eval_cli: no .venv python (make setup installs it); torchvision parity not checked");
+        return;
+    };
+    let script = r#"
+import json, struct, sys, torch, torchvision
+def load(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    out = {}
+    for k, v in json.loads(b[8:8 + n]).items():
+        if k == "__metadata__":
+            continue
+        a, e = v["data_offsets"]
+        dt = {"F32": torch.float32, "I64": torch.int64}[v["dtype"]]
+        out[k] = torch.frombuffer(bytearray(b[8 + n + a:8 + n + e]), dtype=dt).reshape(v["shape"])
+    return out
+m = torchvision.models.resnet18()
+r = m.load_state_dict(load(sys.argv[1]), strict=False)
+m.fc = torch.nn.Identity()
+m.eval()
+x = load(sys.argv[2])["x"]
+with torch.no_grad():
+    f = m(x.expand(-1, 3, -1, -1))
+print(json.dumps({"missing": sorted(r.missing_keys), "unexpected": sorted(r.unexpected_keys), "tracked": int(m.bn1.num_batches_tracked), "features": f.flatten().tolist()}))
+"#;
+    let out = run(std::process::Command::new(python).args(["-c", script]).arg(&exported).arg(&input));
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["missing"], serde_json::json!(["fc.bias", "fc.weight"]));
+    assert_eq!(v["unexpected"], serde_json::json!([]));
+    assert!(v["tracked"].as_i64().unwrap() > 0, "num_batches_tracked carries the training steps");
+    let tv: Vec<f32> = v["features"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let scale = tv.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1.0);
+    let diff = tv.iter().zip(&from_export).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff < 1e-4 * scale, "torchvision and usctl features differ by {diff} (scale {scale})");
+}
