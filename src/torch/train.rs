@@ -9,12 +9,12 @@ use crate::checkpoint::{self, State};
 use usctl::config::{DeviceChoice, Overrides, TrainConfig};
 use usctl::error::{ConfigError, TrainError};
 use crate::loader::{Batch, Context, Job, Loader};
-use crate::model::{Heads, ResNet18};
+use crate::model::{init, Heads, ResNet18};
 use crate::optim::{Adam, LossScale};
 use usctl::sampler::{self, Clip, Fallbacks, Sampler};
 use usctl::store::reader::Store;
 use crate::loss;
-use usctl::{plot, schedule};
+use usctl::{plot, schedule, seed};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -168,11 +168,12 @@ pub(crate) struct Nets {
 
 impl Nets {
     pub(crate) fn new(device: Device, seed: u64, classes: i64, c: &TrainConfig) -> Nets {
-        tch::manual_seed(seed as i64);
         let backbone_vs = nn::VarStore::new(device);
         let heads_vs = nn::VarStore::new(device);
         let backbone = ResNet18::new(&backbone_vs.root());
         let heads = Heads::new(&heads_vs.root(), classes, c.classifier_on);
+        init::convolutions(&backbone_vs, &mut seed::stream(seed, "train-init", &[0]));
+        init::linears(&heads_vs, &mut seed::stream(seed, "train-init", &[1]));
         Nets { backbone_vs, heads_vs, backbone, heads }
     }
 
@@ -591,6 +592,40 @@ mod tests {
         let c = resolve_config(out, None, &Overrides { device: Some(DeviceChoice::Cpu), ..Default::default() }, true).unwrap();
         assert_eq!(c.device, DeviceChoice::Cpu);
     }
+
+    #[test]
+    fn initial_weights_depend_on_the_seed_alone() {
+        // Another thread keeps reseeding and drawing from libtorch's global generator, as parallel
+        // tests (or a host program) may: a seed-5 model must still come out the same every time.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let noise = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut k = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tch::manual_seed(k);
+                    let _ = Tensor::randn([64, 64], (tch::Kind::Float, Device::Cpu));
+                    k += 1;
+                }
+            })
+        };
+        let c = TrainConfig::default();
+        let weights = |seed: u64| Nets::new(Device::Cpu, seed, 3, &c).named(false);
+        let (a, b, other) = (weights(5), weights(5), weights(6));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        noise.join().unwrap();
+        assert_eq!(a.len(), b.len());
+        for ((ka, ta), (kb, tb)) in a.iter().zip(&b) {
+            assert!(ka == kb && ta.equal(tb), "{ka} differs between two seed-5 models");
+        }
+        let differ = |name: &str| {
+            let find = |v: &[(String, Tensor)]| v.iter().find(|(k, _)| k == name).map(|(_, t)| t.shallow_clone()).unwrap();
+            !find(&a).equal(&find(&other))
+        };
+        for name in ["backbone.conv1.weight", "heads.projection.0.weight", "heads.projection.2.bias", "heads.classifier.weight"] {
+            assert!(differ(name), "{name} is the same for seeds 5 and 6");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -651,15 +686,19 @@ mod learning_tests {
                 Some((v.get("train_loss")?.as_f64()?, v.get("val_nt_xent")?.as_f64()))
             })
             .collect();
-        let (first, last) = (epochs[0], epochs[epochs.len() - 1]);
-        assert!(last.0 < first.0 - 0.1, "training loss {} → {}", first.0, last.0);
-        assert!(last.1.unwrap() < first.1.unwrap(), "validation NT-Xent {:?} → {:?}", first.1, last.1);
+        // One epoch is two noisy batches of six videos, so compare the first and last quarters of
+        // the run. Validation (3 held-out videos) is too small to assert on; separation on every
+        // frame is the real check.
+        let quarter = |e: &[(f64, Option<f64>)]| e.iter().map(|x| x.0).sum::<f64>() / e.len() as f64;
+        let (first, last) = (quarter(&epochs[..3]), quarter(&epochs[epochs.len() - 3..]));
+        assert!(last < first, "training loss {first:.4} → {last:.4} (first and last three epochs)");
+        assert!(epochs.iter().all(|e| e.1.is_some_and(f64::is_finite)), "validation NT-Xent every epoch");
         let after = Nets::new(Device::Cpu, c.seed, 2, &c);
         let (saved, state) = checkpoint::read(&out.join(LAST)).unwrap();
         checkpoint::load_into(&after.backbone_vs, &checkpoint::strip(&saved, "backbone"), &out).unwrap();
         let sep_after = separation(&after, &store, &c);
-        eprintln!("feature separation {sep_before:.4} → {sep_after:.4}; loss {:.4} → {:.4}", first.0, last.0);
-        assert!(sep_after > sep_before + 0.05, "feature separation {sep_before:.4} → {sep_after:.4}");
+        eprintln!("feature separation {sep_before:.4} → {sep_after:.4}; loss {first:.4} → {last:.4}");
+        assert!(sep_after > sep_before + 0.1, "feature separation {sep_before:.4} → {sep_after:.4}");
         let state = state.unwrap();
         assert_eq!((state.epoch, state.step), (12, s.steps));
         assert!(out.join(BEST).is_file() && out.join("loss.png").is_file() && out.join("provenance.json").is_file());
