@@ -323,20 +323,28 @@ fn run_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
         command_line: std::env::args().collect(),
     })
     .with_context(|| format!("training run {} stopped", a.out.display()))?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else if !a.quiet {
-        println!(
+    finish(a.json, a.quiet, &summary, |s| {
+        format!(
             "{}: {} epochs, {} steps, {:.1} training images/s on {}; last training loss {}; best validation NT-Xent {} (epoch {})",
-            summary.run_dir,
-            summary.epochs_done,
-            summary.steps,
-            summary.train_images_per_s,
-            summary.device,
-            summary.last_train_loss.map_or("-".into(), |v| format!("{v:.4}")),
-            summary.best_val_nt_xent.map_or("-".into(), |v| format!("{v:.4}")),
-            summary.best_epoch.map_or("-".into(), |e| e.to_string()),
-        );
+            s.run_dir,
+            s.epochs_done,
+            s.steps,
+            s.train_images_per_s,
+            s.device,
+            s.last_train_loss.map_or("-".into(), |v| format!("{v:.4}")),
+            s.best_val_nt_xent.map_or("-".into(), |v| format!("{v:.4}")),
+            s.best_epoch.map_or("-".into(), |e| e.to_string()),
+        )
+    })
+}
+
+/// A command's outcome on stdout: the whole value as JSON with `--json`, one human line
+/// otherwise, nothing with `--quiet`.
+fn finish<T: serde::Serialize>(json: bool, quiet: bool, value: &T, line: impl FnOnce(&T) -> String) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else if !quiet {
+        println!("{}", line(value));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -389,22 +397,19 @@ fn run_eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         command_line: std::env::args().collect(),
     })
     .with_context(|| format!("evaluation {} stopped", a.out.display()))?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else if !a.quiet {
-        println!(
+    finish(a.json, a.quiet, &report, |r| {
+        format!(
             "{}: frame accuracy {}, balanced {}, macro-F1 {}; video accuracy {} ({} runs, {:.0} s); see {}",
-            report.title,
-            report.frame.accuracy,
-            report.frame.balanced_accuracy,
-            report.frame.macro_f1,
-            report.video.accuracy,
-            report.runs.len(),
-            report.seconds,
+            r.title,
+            r.frame.accuracy,
+            r.frame.balanced_accuracy,
+            r.frame.macro_f1,
+            r.video.accuracy,
+            r.runs.len(),
+            r.seconds,
             a.out.join(usctl::eval::report::MARKDOWN).display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+        )
+    })
 }
 
 fn features(a: FeaturesArgs) -> anyhow::Result<ExitCode> {
