@@ -2,6 +2,23 @@
 use std::path::PathBuf;
 use thiserror::Error;
 
+/// An error and its causes on one line, each said once: a cause whose text the message already
+/// holds (messages here often include the OS error they wrap) is not repeated.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 #[derive(Debug, Error)]
 pub enum ManifestError {
     #[error("cannot read manifest {path}: {source}; check the path given to --manifest")]
@@ -148,4 +165,18 @@ pub enum ExportError {
     Eval(#[from] EvalError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_in_the_message_are_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        let e = anyhow::Error::from(StoreError::Io { path: "s/store.json".into(), source: io }).context("ingest of m.toml failed");
+        let line = one_line(&e);
+        assert_eq!(line.matches("No such file").count(), 1, "{line}");
+        assert!(line.starts_with("ingest of m.toml failed: I/O error on s/store.json"), "{line}");
+    }
 }

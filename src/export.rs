@@ -44,10 +44,10 @@ impl View for &RawTensor {
 /// Writes a safetensors file under a temporary name, syncs it and renames it into place, so a
 /// crash never leaves a half-written file under the real name.
 pub fn write_safetensors(path: &Path, tensors: &[(String, RawTensor)], metadata: Option<HashMap<String, String>>) -> Result<(), String> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    safetensors::tensor::serialize_to_file(tensors.iter().map(|(n, r)| (n.as_str(), r)), &metadata, &tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| format!("cannot sync {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
+    crate::files::replace_with(path, |tmp| {
+        safetensors::tensor::serialize_to_file(tensors.iter().map(|(n, r)| (n.as_str(), r)), &metadata, tmp).map_err(|e| std::io::Error::other(e.to_string()))
+    })
+    .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The model card's path: FILE.safetensors → FILE.json.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod files;
 pub mod hash;
 pub mod index;
 pub mod ingest;

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", usctl::error::one_line(&e));
             ExitCode::from(2)
         }
     }
@@ -91,7 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn options(a: &IngestArgs) -> anyhow::Result<IngestOptions> {
     let fps = a.fps.parse().map_err(|e: String| anyhow::anyhow!("--fps: {e}"))?;
-    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = a.threads.unwrap_or_else(|| usctl::files::threads(0));
     Ok(IngestOptions {
         manifest: a.manifest.clone(),
         raw: a.raw.clone(),

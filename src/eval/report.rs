@@ -264,9 +264,7 @@ impl Report {
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(EvalError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(EvalError::io(path))
+    crate::files::write_atomic(path, bytes).map_err(EvalError::io(path))
 }
 
 /// Several reports side by side: initialisations as rows, protocols as columns (frame accuracy),

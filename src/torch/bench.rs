@@ -54,7 +54,7 @@ pub fn loader(store_dir: &Path, c: &TrainConfig, threads: usize, batches: usize)
 /// already in memory: no loader, no store.
 pub fn step(c: &TrainConfig, steps: usize) -> Result<Throughput, TrainError> {
     let device = train::pick_device(c.device)?;
-    let threads = if c.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { c.threads };
+    let threads = usctl::files::threads(c.threads);
     tch::set_num_threads(threads as i32);
     let nets = Nets::new(device, c.seed, 3, c);
     let mut adam = Adam::new(nets.named(true), c.weight_decay);

@@ -340,7 +340,7 @@ pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
     let mut c = o.config.clone();
     let started = Instant::now();
     let device = pick_device(c.device)?;
-    let threads = if c.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { c.threads };
+    let threads = usctl::files::threads(c.threads);
     tch::set_num_threads(threads as i32);
     if o.out.join(report::JSON).exists() {
         return Err(EvalError::Exists { path: o.out.clone() });

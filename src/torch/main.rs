@@ -299,7 +299,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", usctl::error::one_line(&e));
             ExitCode::from(2)
         }
     }

@@ -279,7 +279,7 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
     let c = &o.config;
     let started = Instant::now();
     let device = pick_device(c.device)?;
-    let threads = if c.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { c.threads };
+    let threads = usctl::files::threads(c.threads);
     tch::set_num_threads(threads as i32);
     let store = Store::open(&o.store)?;
     let meta = store.meta.clone();
