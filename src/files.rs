@@ -45,6 +45,13 @@ pub fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
     replace_with(to, |tmp| std::fs::copy(from, tmp).map(|_| ()))
 }
 
+/// Replaces `to` with a second name for `from`'s file (a hard link; a copy where the file system
+/// has none). Only for files that are always replaced by rename and never written in place, so
+/// that the two names can share their bytes.
+pub fn link_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
+    replace_with(to, |tmp| std::fs::hard_link(from, tmp).or_else(|_| std::fs::copy(from, tmp).map(|_| ())))
+}
+
 /// Makes a rename or a new file in `dir` durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
@@ -118,6 +125,9 @@ mod tests {
         assert_eq!(names, vec![std::ffi::OsString::from("a.json")]);
         copy_atomic(&path, &dir.path().join("b.json")).unwrap();
         assert_eq!(std::fs::read(dir.path().join("b.json")).unwrap(), b"two");
+        link_atomic(&path, &dir.path().join("c.json")).unwrap();
+        write_atomic(&path, b"three").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("c.json")).unwrap(), b"two", "replacing one name leaves the other");
     }
 
     #[test]

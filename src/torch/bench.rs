@@ -3,8 +3,8 @@
 
 use usctl::config::TrainConfig;
 use usctl::error::TrainError;
-use crate::loader::{Batch, Job, Loader};
-use usctl::sampler::{self, Fallbacks};
+use crate::loader::{Batch, Loader};
+use usctl::sampler::Fallbacks;
 use usctl::store::reader::Store;
 use crate::train::{self, Nets};
 use crate::optim::Adam;
@@ -36,9 +36,7 @@ pub fn loader(store_dir: &Path, c: &TrainConfig, threads: usize, batches: usize)
     let ctx = Arc::new(train::context(store, c, &sp, labels, sp.train.clone(), true)?);
     let mut jobs = Vec::new();
     for epoch in 0.. {
-        for (i, b) in sampler::epoch_batches(c.seed, epoch, sp.train.len(), c.batch_size).into_iter().enumerate() {
-            jobs.push(Job::Train { epoch, index: i as u32, clips: b.into_iter().map(|k| sp.train[k]).collect() });
-        }
+        jobs.extend(train::epoch_jobs(c, epoch, &sp.train));
         if jobs.len() >= batches {
             break;
         }

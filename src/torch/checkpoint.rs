@@ -1,4 +1,4 @@
-//! Checkpoint files (docs/checkpoint-format.md, format 1): one safetensors file holding the
+//! Checkpoint files (docs/checkpoint-format.md, format 2): one safetensors file holding the
 //! weights (`backbone.*` with torchvision names, `heads.*`), the optimiser moments (`adam.*`) and,
 //! in the header's `__metadata__`, the training state as JSON under the key `usctl`. One file means
 //! weights and state can never disagree; it is written to a temporary name, synced and renamed.
@@ -12,7 +12,9 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 pub const FORMAT: &str = "usctl-checkpoint";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Format 1 lacks `adam_waiting`; it is still read (docs/checkpoint-format.md).
+const READS: [u32; 2] = [1, 2];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +28,10 @@ pub struct State {
     /// Adam updates applied (its bias correction counts them; fewer than `step` when fp16 loss
     /// scaling skipped overflowing steps).
     pub adam_step: u64,
+    /// Trainable tensors that have had no gradient yet, which Adam skips until their first (format
+    /// 2; absent in format 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adam_waiting: Option<Vec<String>>,
     pub seed: u64,
     pub best_val: Option<f64>,
     pub best_epoch: Option<u32>,
@@ -34,6 +40,27 @@ pub struct State {
     pub classes: Vec<String>,
     /// sha256 of the resolved config.toml the run was started with.
     pub config_sha256: String,
+}
+
+impl State {
+    /// The state of a run that has not trained yet.
+    pub fn new(c: &usctl::config::TrainConfig, store: &usctl::store::StoreMeta, config_sha256: String) -> State {
+        State {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            epoch: 0,
+            step: 0,
+            adam_step: 0,
+            adam_waiting: None,
+            seed: c.seed,
+            best_val: None,
+            best_epoch: None,
+            loss_scale: crate::optim::LossScale::new(),
+            store_version: store.version_id.clone(),
+            classes: store.classes.clone(),
+            config_sha256,
+        }
+    }
 }
 
 fn raw(t: &Tensor) -> Result<RawTensor, String> {
@@ -80,8 +107,8 @@ pub fn read(path: &Path) -> Result<(HashMap<String, Tensor>, Option<State>), Tra
         None => None,
         Some(json) => {
             let s: State = serde_json::from_str(json).map_err(|e| fail(format!("its usctl state is not readable: {e}")))?;
-            if s.format != FORMAT || s.format_version != FORMAT_VERSION {
-                return Err(fail(format!("checkpoint format {} {}; this usctl reads {FORMAT} {FORMAT_VERSION}", s.format, s.format_version)));
+            if s.format != FORMAT || !READS.contains(&s.format_version) {
+                return Err(fail(format!("checkpoint format {} {}; this usctl reads {FORMAT} {READS:?}", s.format, s.format_version)));
             }
             Some(s)
         }
@@ -144,6 +171,7 @@ mod tests {
             epoch: 3,
             step: 42,
             adam_step: 41,
+            adam_waiting: Some(vec!["heads.classifier.bias".into()]),
             seed: 9,
             best_val: Some(1.5),
             best_epoch: Some(2),

@@ -11,6 +11,7 @@ mod loader;
 mod loss;
 mod model;
 mod optim;
+mod rundir;
 #[cfg(test)]
 mod testkit;
 mod train;
@@ -319,6 +320,7 @@ fn run_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
         config,
         resume: a.resume,
         stop_after_epochs: a.stop_after_epochs,
+        kill: None,
         progress: !a.quiet && !a.json,
         command_line: std::env::args().collect(),
     })
