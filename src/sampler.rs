@@ -1,7 +1,8 @@
-//! Pair strategies (SPG, RSTFV, RSOFV, RS) as pure functions of a seeded generator: they name
-//! frame rows of the store and mixing weights, never pixels. The loader turns them into tensors.
+//! Pair strategies (SPG, RSTFV, RSOFV, RS) and the mixing rule as pure functions of a seeded
+//! generator: they name frame rows of the store and mixing weights, never pixels. The loader turns
+//! them into tensors; this file alone decides which frames a batch pairs and how they are mixed.
 
-use crate::config::{Pairs, SpgConfig};
+use crate::config::{Mix, Pairs, SpgConfig};
 use crate::seed::{self, Rng};
 use rand::seq::SliceRandom;
 use rand::Rng as _;
@@ -56,20 +57,37 @@ impl Fallbacks {
 pub struct Sampler {
     pairs: Pairs,
     shared_xi: bool,
+    mix: Mix,
     beta: Beta<f64>,
 }
 
 impl Sampler {
     pub fn new(pairs: Pairs, spg: &SpgConfig) -> Result<Sampler, String> {
         let beta = Beta::new(spg.alpha, spg.beta).map_err(|e| format!("spg.alpha/spg.beta: {e}"))?;
-        Ok(Sampler { pairs, shared_xi: spg.shared_xi, beta })
+        Ok(Sampler { pairs, shared_xi: spg.shared_xi, mix: spg.mix, beta })
+    }
+
+    /// Whether a view's two frames are augmented one by one and mixed afterwards (SPG with
+    /// `mix = "after"`); otherwise the mixed image is augmented. Only SPG mixes.
+    pub fn mixes_after(&self) -> bool {
+        self.pairs == Pairs::Spg && self.mix == Mix::After
+    }
+
+    /// The positive pairs of one training batch over the clips `batch` (indices into `clips`).
+    /// RS ignores videos: its pairs come from every frame of the clips `train`.
+    pub fn batch(&self, rng: &mut Rng, clips: &[Clip], batch: &[usize], train: &[usize], fallbacks: &mut Fallbacks) -> Vec<Pair> {
+        if self.pairs == Pairs::Rs {
+            let pool: Vec<Clip> = train.iter().map(|&c| clips[c]).collect();
+            return rs_pairs(rng, &pool, batch.len()).into_iter().map(|p| Pair { clip: train[p.clip], ..p }).collect();
+        }
+        batch.iter().map(|&c| self.pair(rng, clips, c, fallbacks)).collect()
     }
 
     pub fn xi(&self, rng: &mut Rng) -> f32 {
         self.beta.sample(rng) as f32
     }
 
-    /// One positive pair from clip `c` (video-aware strategies).
+    /// One positive pair from clip `c` (the video-aware strategies; `batch` handles RS).
     pub fn pair(&self, rng: &mut Rng, clips: &[Clip], c: usize, fallbacks: &mut Fallbacks) -> Pair {
         let clip = clips[c];
         let row = |i: usize| clip.first_row + i;
@@ -94,6 +112,7 @@ impl Sampler {
                 [View::single(row(0)), View::single(row(0))]
             }
             Pairs::Rsofv | Pairs::Rs => {
+                // RSOFV; RS never comes here (see `batch`).
                 let r = row(rng.gen_range(0..n));
                 [View::single(r), View::single(r)]
             }
@@ -115,7 +134,7 @@ pub fn epoch_batches(seed: u64, epoch: u32, n_clips: usize, batch_size: usize) -
 }
 
 /// RS: `count` pairs of frames drawn uniformly from all frames of all clips, ignoring videos.
-pub fn rs_pairs(rng: &mut Rng, clips: &[Clip], count: usize) -> Vec<Pair> {
+fn rs_pairs(rng: &mut Rng, clips: &[Clip], count: usize) -> Vec<Pair> {
     let total: usize = clips.iter().map(|c| c.frames).sum();
     (0..count)
         .map(|_| {
@@ -240,6 +259,27 @@ mod tests {
             seen[p.views[0].anchor] += 1;
         }
         assert!(seen.iter().all(|&n| n > 50), "every frame drawn about equally often: {seen:?}");
+    }
+
+    #[test]
+    fn batches_pair_each_clip_and_rs_draws_from_the_training_clips_only() {
+        let clips = clips();
+        let mut fb = Fallbacks::default();
+        let spg = Sampler::new(Pairs::Spg, &SpgConfig::default()).unwrap();
+        let pairs = spg.batch(&mut seed::stream(4, "t", &[]), &clips, &[3, 0], &[0, 3], &mut fb);
+        assert_eq!(pairs.iter().map(|p| p.clip).collect::<Vec<_>>(), vec![3, 0]);
+        let rs = Sampler::new(Pairs::Rs, &SpgConfig::default()).unwrap();
+        // Training clips 1 and 3 (rows 10–11 and 13–17): every RS frame comes from them.
+        let pairs = rs.batch(&mut seed::stream(4, "t", &[]), &clips, &[1, 3, 3, 1, 3], &[1, 3], &mut fb);
+        assert_eq!(pairs.len(), 5);
+        for p in &pairs {
+            let c = clips[p.clip];
+            assert!([1, 3].contains(&p.clip) && (c.first_row..c.first_row + c.frames).contains(&p.views[0].anchor), "{p:?}");
+        }
+        let after = SpgConfig { mix: Mix::After, ..SpgConfig::default() };
+        assert!(Sampler::new(Pairs::Spg, &after).unwrap().mixes_after());
+        assert!(!Sampler::new(Pairs::Rstfv, &after).unwrap().mixes_after());
+        assert!(!spg.mixes_after());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use crate::augment::{self, ViewsSpec};
 use usctl::augment::{self as draw_aug, AugParams};
-use usctl::config::{AugmentConfig, Mix, Pairs};
+use usctl::config::AugmentConfig;
 use usctl::sampler::{self, Clip, Fallbacks, Pair, Sampler};
 use usctl::seed;
 use usctl::store::reader::Store;
@@ -32,10 +32,9 @@ pub struct Context {
     pub labels: Vec<Option<i64>>,
     /// All training clips, for RS (which ignores videos).
     pub train_clips: Vec<usize>,
-    pub pairs: Pairs,
+    /// The pair strategy and mixing rule.
     pub sampler: Sampler,
     pub augment: AugmentConfig,
-    pub mix: Mix,
     pub seed: u64,
     pub image_size: i64,
     /// Apply the augmentation in the worker (CPU training) instead of on the training device.
@@ -79,13 +78,8 @@ pub fn prepare(ctx: &Context, job: &Job) -> Batch {
     let (pairs, params, mix_after) = match job {
         Job::Train { epoch, index, clips } => {
             let mut rng = seed::stream(ctx.seed, "batch", &[*epoch as u64, *index as u64]);
-            let pairs: Vec<Pair> = if ctx.pairs == Pairs::Rs {
-                let train: Vec<Clip> = ctx.train_clips.iter().map(|&c| ctx.clips[c]).collect();
-                sampler::rs_pairs(&mut rng, &train, clips.len()).into_iter().map(|p| Pair { clip: ctx.train_clips[p.clip], ..p }).collect()
-            } else {
-                clips.iter().map(|&c| ctx.sampler.pair(&mut rng, &ctx.clips, c, &mut fallbacks)).collect()
-            };
-            let mix_after = ctx.pairs == Pairs::Spg && ctx.mix == Mix::After;
+            let pairs = ctx.sampler.batch(&mut rng, &ctx.clips, clips, &ctx.train_clips, &mut fallbacks);
+            let mix_after = ctx.sampler.mixes_after();
             let per_view = if mix_after { 2 } else { 1 };
             let params: Vec<AugParams> = (0..2 * pairs.len() * per_view).map(|_| draw_aug::draw(&mut rng, &ctx.augment)).collect();
             (pairs, params, mix_after)
@@ -177,7 +171,7 @@ impl Drop for Loader {
 mod tests {
     use super::*;
     use crate::testkit;
-    use usctl::config::{SpgConfig, TrainConfig};
+    use usctl::config::{Mix, Pairs, SpgConfig, TrainConfig};
 
     fn context(dir: &std::path::Path, pairs: Pairs, mix: Mix) -> Arc<Context> {
         let version = testkit::store(dir, &[6, 5, 1, 2, 7, 4, 3, 8], 24);
@@ -189,10 +183,8 @@ mod tests {
             train_clips: (0..clips.len()).collect(),
             clips,
             store,
-            pairs,
-            sampler: Sampler::new(pairs, &SpgConfig::default()).unwrap(),
+            sampler: Sampler::new(pairs, &SpgConfig { mix, ..SpgConfig::default() }).unwrap(),
             augment: c.augment,
-            mix,
             seed: 5,
             image_size: 16,
             augment_in_loader: true,
