@@ -20,7 +20,7 @@ pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f64) -> Result<Tensor, Sha
     if s1.len() != 2 || s1 != s2 || s1[0] < 1 {
         return Err(ShapeError(format!("nt_xent needs two [N, d] tensors of equal shape with N ≥ 1, got {s1:?} and {s2:?}")));
     }
-    if !(temperature > 0.0) {
+    if temperature.is_nan() || temperature <= 0.0 {
         return Err(ShapeError(format!("nt_xent needs a temperature > 0, got {temperature}")));
     }
     let n = s1[0];

@@ -37,13 +37,16 @@ pub const LOSS_PLOT: &str = "loss.png";
 /// Where a test stops a run as a kill would: nothing after that point reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kill {
-    /// After this many training steps of the whole run (mid-epoch).
-    AfterStep(u64),
-    /// After epoch e's metrics are synced, before its checkpoints.
-    AfterMetrics(u32),
-    /// After epoch e's best.safetensors, before last.safetensors.
-    AfterBest(u32),
+    /// Right after this many training steps of the whole run (mid-epoch).
+    Step(u64),
+    /// Right after epoch e's metrics are synced, before its checkpoints.
+    Metrics(u32),
+    /// Right after epoch e's best.safetensors, before last.safetensors.
+    Best(u32),
 }
+
+/// A checkpoint as read: its tensors by name and its training state.
+type Saved = (HashMap<String, Tensor>, State);
 
 pub fn killed(at: Kill) -> TrainError {
     TrainError::Torch(format!("stopped as if killed ({at:?})"))
@@ -58,7 +61,7 @@ pub struct RunDir {
 /// What `--resume` found on disk and did about it.
 pub struct Recovered {
     /// The committed checkpoint to continue from; None when no epoch was committed (start at 0).
-    pub checkpoint: Option<(HashMap<String, Tensor>, State)>,
+    pub checkpoint: Option<Saved>,
     /// One line per repair, for the terminal and the `resume` event of metrics.jsonl.
     pub notes: Vec<String>,
 }
@@ -145,11 +148,11 @@ impl RunDir {
         self.line(end)?;
         let path = self.dir.join(METRICS);
         self.metrics.flush().and_then(|()| self.metrics.get_ref().sync_data()).map_err(TrainError::io(&path))?;
-        self.cut(Kill::AfterMetrics(epoch))?;
+        self.cut(Kill::Metrics(epoch))?;
         let (last, best) = (self.file(LAST), self.file(BEST));
         if improved {
             checkpoint::write(&best, tensors, Some(state))?;
-            self.cut(Kill::AfterBest(epoch))?;
+            self.cut(Kill::Best(epoch))?;
             files::link_atomic(&best, &last).map_err(TrainError::io(&last))
         } else {
             checkpoint::write(&last, tensors, Some(state))
@@ -172,7 +175,7 @@ impl RunDir {
     }
 }
 
-fn read_if_present(path: &Path) -> Result<Option<(HashMap<String, Tensor>, State)>, TrainError> {
+fn read_if_present(path: &Path) -> Result<Option<Saved>, TrainError> {
     if !path.exists() {
         return Ok(None);
     }
@@ -227,9 +230,12 @@ fn recover_metrics(path: &Path, epochs_done: u32) -> Result<Vec<String>, TrainEr
     Ok(notes)
 }
 
+/// Points of a plotted curve: (x, y).
+pub type Curve = Vec<(f64, f64)>;
+
 /// (epoch fraction, loss) per step and (epoch, validation NT-Xent) per epoch, from metrics.jsonl,
 /// so that a resumed run's plot covers the whole run.
-pub fn read_curve(path: &Path) -> Option<(Vec<(f64, f64)>, Vec<(f64, f64)>)> {
+pub fn read_curve(path: &Path) -> Option<(Curve, Curve)> {
     let text = std::fs::read_to_string(path).ok()?;
     let rows: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let mut per_epoch: HashMap<u64, usize> = HashMap::new();

@@ -224,7 +224,11 @@ pub(crate) fn forward(nets: &Nets, batch: &Batch, c: &TrainConfig, device: Devic
         let logits = tch::autocast(autocast, || nets.heads.classify(&feats.index_select(0, &idx), &z.index_select(0, &idx)));
         let ce = loss::cross_entropy(&logits, &Tensor::from_slice(&targets).to_device(device))?;
         ce_value = Some(ce.double_value(&[]));
-        total = total + ce * c.lambda;
+        // Not `+=`: `total` shares its storage with `nt`, which an in-place add would change.
+        #[allow(clippy::assign_op_pattern)]
+        {
+            total = total + ce * c.lambda;
+        }
     }
     Ok(Losses { nt_xent: nt.double_value(&[]), value: total.double_value(&[]), total, ce: ce_value, labelled: rows.len() })
 }
@@ -277,7 +281,7 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
             let dt = tw.elapsed().as_secs_f64();
             tally.add(&batch, l.value);
             run.line(json!({"epoch": epoch, "step": state.step, "lr": lr, "loss": l.value, "nt_xent": l.nt_xent, "ce": l.ce, "labelled": l.labelled, "pairs": batch.pairs(), "seconds": dt}))?;
-            run.cut(Kill::AfterStep(state.step))?;
+            run.cut(Kill::Step(state.step))?;
             bar.set_message(format!("loss {:.4} · {:.1} img/s", l.value, 2.0 * batch.pairs() as f64 / dt.max(1e-9)));
             bar.inc(1);
         }
@@ -699,8 +703,8 @@ mod learning_tests {
         assert!(ce[first..].iter().any(|&x| !x), "steps without a label after the first labelled one: {ce:?}");
         let improving: Vec<u32> = epoch_ends(&whole).iter().filter(|e| e.1).map(|e| e.0 as u32).collect();
         let later_best = *improving.iter().rfind(|&&e| e > 0).unwrap_or(&0);
-        let mut kills = vec![Kill::AfterStep(1), Kill::AfterMetrics(0), Kill::AfterBest(0), Kill::AfterStep(s.steps - 2), Kill::AfterMetrics(2), Kill::AfterBest(later_best)];
-        kills.extend((first as u64 + 1..s.steps).find(|&k| !ce[k as usize]).map(Kill::AfterStep));
+        let mut kills = vec![Kill::Step(1), Kill::Metrics(0), Kill::Best(0), Kill::Step(s.steps - 2), Kill::Metrics(2), Kill::Best(later_best)];
+        kills.extend((first as u64 + 1..s.steps).find(|&k| !ce[k as usize]).map(Kill::Step));
         for (i, kill) in kills.into_iter().enumerate() {
             let out = dir.path().join(format!("kill{i}"));
             let err = train(TrainOptions { kill: Some(kill), ..options(&version, &out, c.clone(), false) }).err().unwrap();
