@@ -9,7 +9,7 @@ STORE ?= store
 RUNS ?= runs
 BIN := target/release/usctl
 
-.PHONY: setup build test demo us4 bench experiment clean
+.PHONY: setup build test lint demo us4 bench experiment clean
 
 setup:
 	@scripts/setup.sh
@@ -19,6 +19,11 @@ build: setup
 # One profile for everything: the tests reuse the release build that setup made.
 test: setup
 	cargo test --release --locked
+
+# Formatting (rustfmt.toml) and every clippy warning, as errors; CI runs it after the tests.
+lint: setup
+	cargo fmt --check
+	cargo clippy --release --locked --all-targets -- -D warnings
 
 demo: setup
 	@scripts/demo.sh "$(RAW)" "$(STORE)" "$(RUNS)"

@@ -25,6 +25,13 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (rustup) first" >&2
   exit 2
 fi
+# `make lint` (CI) needs rustfmt and clippy, which rustup's default profile includes.
+for tool in rustfmt clippy; do
+  if ! cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    echo "setup: cargo $tool is missing; add it with: rustup component add $tool" >&2
+    exit 2
+  fi
+done
 
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
