@@ -148,3 +148,26 @@ fn fatal_errors_name_the_file_and_exit_2() {
     assert!(text(&out).contains("nowhere") && text(&out).contains("usctl ingest"), "{}", text(&out));
     assert!(!tmp.path().join("s").exists(), "a failed start must not create the store");
 }
+
+#[test]
+fn a_file_name_that_is_not_utf8_is_reported_and_the_others_are_ingested() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    png(&raw.join("v/a1.png"), "white");
+    let odd = raw.join("v").join(std::ffi::OsStr::from_bytes(b"a\xff2.png"));
+    std::fs::copy(raw.join("v/a1.png"), &odd).unwrap();
+    std::fs::write(raw.join("v").join(std::ffi::OsStr::from_bytes(b"b\xfe.txt")), b"not matched").unwrap();
+    let m = tmp.path().join("m.toml");
+    manifest(&m, "names", &["v/*.png"], &[]);
+    let store = tmp.path().join("store");
+    let out = run(usctl().args(["ingest", "--size", "16", "--manifest"]).arg(&m).arg("--raw").arg(&raw).arg("--store").arg(&store));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let line = t.lines().find(|l| l.contains("a\\xff2.png")).unwrap_or_else(|| panic!("no report of the name:\n{t}"));
+    assert!(line.contains("not valid UTF-8") && line.contains("rename"), "{line}");
+    assert!(!t.contains("No such file"), "{t}");
+    assert!(!t.contains("\\xfe"), "a name no pattern matches is not reported: {t}");
+    let (videos, _) = tables(&newest(&store));
+    assert_eq!(videos.iter().map(|v| v.source_path.as_str()).collect::<Vec<_>>(), vec!["v/a1.png"]);
+}
