@@ -271,13 +271,12 @@ impl Manifest {
                 None => list_files(source, &dir, &root, &mut out.problems),
             };
             if files.is_empty() {
-                let found = &out.problems[known_problems..];
                 return Err(ManifestError::NothingMatched {
                     manifest: manifest_path.to_path_buf(),
                     source_name: format!("source #{} ({})", i + 1, source.subdataset),
                     dir,
                     patterns: source.patterns(),
-                    problems: found.iter().map(|p| format!("; {}: {}", p.path, p.reason)).collect(),
+                    problems: first_problems(&out.problems[known_problems..]),
                 });
             }
             files.sort();
@@ -311,6 +310,16 @@ impl Manifest {
     }
 }
 
+/// The first problems met while listing a source, for the error that says it matched nothing.
+fn first_problems(problems: &[Problem]) -> String {
+    const SHOWN: usize = 3;
+    let mut text: String = problems.iter().take(SHOWN).map(|p| format!("; {}: {}", p.path, p.reason)).collect();
+    if problems.len() > SHOWN {
+        text.push_str(&format!("; and {} more such problems", problems.len() - SHOWN));
+    }
+    text
+}
+
 fn glob(pattern: &str) -> Result<Glob, globset::Error> {
     GlobBuilder::new(pattern).literal_separator(true).build()
 }
@@ -336,7 +345,7 @@ fn list_files(source: &Source, dir: &Path, root: &RawRoot, problems: &mut Vec<Pr
     if !source.include.is_empty() {
         let mut skipped = Vec::new();
         let walker = walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name().into_iter().filter_entry(|e| {
-            let (admitted, problem) = admit(e, dir, root, &wanted);
+            let (admitted, problem) = admit(e, dir, root, wanted);
             skipped.extend(problem);
             admitted
         });
@@ -701,5 +710,18 @@ regex = "_(\\d+)\\."
         let m = parse(&GOOD.replace("include = [", "dir = \"v\"\ninclude = [")).unwrap();
         let err = m.resolve(&raw, Path::new("t.toml")).unwrap_err().to_string();
         assert!(err.contains("matches no file") && err.contains("outside --raw") && err.contains("out"), "{err}");
+    }
+
+    #[test]
+    fn a_source_matching_nothing_shows_its_first_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        std::fs::create_dir_all(&raw).unwrap();
+        for i in 0..5 {
+            std::os::unix::fs::symlink(dir.path(), raw.join(format!("link{i}"))).unwrap();
+        }
+        let err = parse(GOOD).unwrap().resolve(&raw, Path::new("t.toml")).unwrap_err().to_string();
+        assert_eq!(err.matches("outside --raw").count(), 3, "{err}");
+        assert!(err.contains("link2") && !err.contains("link3") && err.contains("and 2 more"), "{err}");
     }
 }
