@@ -27,6 +27,10 @@ pub enum ManifestError {
     Invalid { path: PathBuf, message: String },
     #[error("manifest {manifest}: cannot use metadata file {csv}: {message}; check the file and the `file`/`key_column`/`column` it is declared with")]
     Metadata { manifest: PathBuf, csv: PathBuf, message: String },
+    #[error("raw data folder {path} cannot be resolved: {source}; pass the corpus folder with --raw")]
+    Raw { path: PathBuf, source: std::io::Error },
+    #[error("manifest {manifest}: {source_name} matches no file in {dir} ({patterns}){problems}; nothing would be ingested from it: fix `dir` or the patterns (case-sensitive, relative to `dir`, `*` does not cross '/'; see docs/manifest-format.md), or remove the source")]
+    NothingMatched { manifest: PathBuf, source_name: String, dir: PathBuf, patterns: String, problems: String },
 }
 
 #[derive(Debug, Error)]

@@ -1,9 +1,13 @@
 //! Manifests (schema 1, docs/manifest-format.md): which files form a dataset, which sub-dataset
 //! each belongs to, how each gets its class (ordered file-name prefix / path glob rules, or a
 //! column of a metadata CSV) and its patient id (a regex on the file name, or a CSV column).
-//! Everything a label depends on is declared here; the code holds no string offsets.
+//! Everything a label depends on is declared here; the code holds no string offsets. Nothing
+//! outside `--raw` is read (`confine`).
+
+mod confine;
 
 use crate::error::ManifestError;
+use confine::{escaped, outside_reason, RawRoot};
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -130,6 +134,31 @@ pub struct Resolved {
     pub notes: Vec<Problem>,
 }
 
+impl Source {
+    /// Every path and glob of this source that names files to read, with its field.
+    fn named_paths(&self) -> Vec<(&'static str, &str)> {
+        let mut out: Vec<(&'static str, &str)> = self.dir.iter().map(|d| ("`dir`", d.as_str())).collect();
+        out.extend(self.include.iter().map(|g| ("`include`", g.as_str())));
+        out.extend(self.exclude.iter().map(|g| ("`exclude`", g.as_str())));
+        out.extend(self.files.iter().map(|f| ("`files` entry", f.as_str())));
+        out.extend(self.class_csv.iter().map(|c| ("class_csv `file`", c.file.as_str())));
+        if let Some(PatientRule { csv: Some(c), .. }) = &self.patient {
+            out.push(("patient.csv `file`", c.file.as_str()));
+        }
+        out
+    }
+
+    /// What the source asks for, for messages: `include [..], files [..], exclude [..]`.
+    fn patterns(&self) -> String {
+        [("include", &self.include), ("files", &self.files), ("exclude", &self.exclude)]
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k} {v:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 impl Manifest {
     pub fn load(path: &Path) -> Result<(Manifest, Vec<u8>), ManifestError> {
         let bytes = std::fs::read(path)
@@ -204,9 +233,12 @@ impl Manifest {
                     glob(g).map_err(|e| format!("{at}: class_rule glob '{g}': {e}"))?;
                 }
             }
-            for f in &s.files {
-                if Path::new(f).is_absolute() || f.split('/').any(|c| c == "..") {
-                    return Err(format!("{at}: file '{f}' must be relative to the source folder, without '..'"));
+            for (field, path) in s.named_paths() {
+                if let Some(why) = confine::leaves(path) {
+                    return Err(format!(
+                        "{at}: {field} '{path}' {why}; every path and pattern in a manifest is relative to --raw \
+                         (or to the source's `dir`) and stays inside it: write it relative, without '..'"
+                    ));
                 }
             }
         }
@@ -217,18 +249,36 @@ impl Manifest {
         self.classes.iter().position(|c| c == name).map(|i| i as i32)
     }
 
-    /// Lists the files of every source under `raw`, with classes and patient ids.
+    /// Lists the files of every source under `raw`, with classes and patient ids. Fails when a
+    /// source matches no file at all.
     pub fn resolve(&self, raw: &Path, manifest_path: &Path) -> Result<Resolved, ManifestError> {
+        let root = RawRoot::new(raw).map_err(|source| ManifestError::Raw { path: raw.to_path_buf(), source })?;
         let mut out = Resolved::default();
         let mut seen = BTreeSet::new();
-        for source in &self.sources {
+        for (i, source) in self.sources.iter().enumerate() {
             let dir = match &source.dir {
                 Some(d) => raw.join(d),
                 None => raw.to_path_buf(),
             };
             let prefix = source.dir.as_deref().map(|d| format!("{}/", d.trim_end_matches('/'))).unwrap_or_default();
-            let labels = Labeller::new(self, source, &dir, manifest_path)?;
-            let mut files = list_files(source, &dir, &mut out.problems)?;
+            let labels = Labeller::new(self, source, &dir, &root, manifest_path)?;
+            let known_problems = out.problems.len();
+            let mut files = match root.outside(&dir) {
+                Some(target) => {
+                    out.problems.push(Problem { path: dir.display().to_string(), reason: outside_reason(&target) });
+                    Vec::new()
+                }
+                None => list_files(source, &dir, &root, &mut out.problems),
+            };
+            if files.is_empty() {
+                return Err(ManifestError::NothingMatched {
+                    manifest: manifest_path.to_path_buf(),
+                    source_name: format!("source #{} ({})", i + 1, source.subdataset),
+                    dir,
+                    patterns: source.patterns(),
+                    problems: first_problems(&out.problems[known_problems..]),
+                });
+            }
             files.sort();
             for (rel, missing) in files {
                 let rel_path = format!("{prefix}{rel}");
@@ -260,6 +310,16 @@ impl Manifest {
     }
 }
 
+/// The first problems met while listing a source, for the error that says it matched nothing.
+fn first_problems(problems: &[Problem]) -> String {
+    const SHOWN: usize = 3;
+    let mut text: String = problems.iter().take(SHOWN).map(|p| format!("; {}: {}", p.path, p.reason)).collect();
+    if problems.len() > SHOWN {
+        text.push_str(&format!("; and {} more such problems", problems.len() - SHOWN));
+    }
+    text
+}
+
 fn glob(pattern: &str) -> Result<Glob, globset::Error> {
     GlobBuilder::new(pattern).literal_separator(true).build()
 }
@@ -275,19 +335,26 @@ fn glob_set(patterns: &[String]) -> GlobSet {
     b.build().unwrap_or_else(|_| GlobSet::empty())
 }
 
-/// (path relative to the source folder, missing?) for every file the source names.
-fn list_files(source: &Source, dir: &Path, problems: &mut Vec<Problem>) -> Result<Vec<(String, bool)>, ManifestError> {
+/// (path relative to the source folder, missing?) for every file the source names inside
+/// `root`. Links leading outside it, and names that are not UTF-8, are reported and skipped.
+fn list_files(source: &Source, dir: &Path, root: &RawRoot, problems: &mut Vec<Problem>) -> Vec<(String, bool)> {
     let include = glob_set(&source.include);
     let exclude = glob_set(&source.exclude);
+    let wanted = |rel: &str| include.is_match(rel) && !exclude.is_match(rel);
     let mut files = Vec::new();
     if !source.include.is_empty() {
-        let walker = walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name();
+        let mut skipped = Vec::new();
+        let walker = walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name().into_iter().filter_entry(|e| {
+            let (admitted, problem) = admit(e, dir, root, wanted);
+            skipped.extend(problem);
+            admitted
+        });
         for item in walker {
             match item {
                 Ok(e) if e.file_type().is_file() => {
                     let Ok(rel) = e.path().strip_prefix(dir) else { continue };
                     let rel = rel_string(rel);
-                    if include.is_match(&rel) && !exclude.is_match(&rel) {
+                    if wanted(&rel) {
                         files.push((rel, false));
                     }
                 }
@@ -305,6 +372,7 @@ fn list_files(source: &Source, dir: &Path, problems: &mut Vec<Problem>) -> Resul
                 }
             }
         }
+        problems.append(&mut skipped);
     }
     for f in &source.files {
         let rel = f.trim_start_matches("./").to_string();
@@ -313,12 +381,39 @@ fn list_files(source: &Source, dir: &Path, problems: &mut Vec<Problem>) -> Resul
         }
         // Only a path with nothing at it is missing. A dangling link or a link loop exists as a
         // link; opening it fails later and reports the exact reason (status `failed`).
-        let exists = std::fs::symlink_metadata(dir.join(&rel)).is_ok();
+        let path = dir.join(&rel);
+        if let Some(target) = root.outside(&path) {
+            problems.push(Problem { path: path.display().to_string(), reason: outside_reason(&target) });
+            continue;
+        }
+        let exists = std::fs::symlink_metadata(&path).is_ok();
         files.push((rel, !exists));
     }
-    Ok(files)
+    files
 }
 
+/// Whether the walk may enter or take `e` (not a link leading outside `root`, a UTF-8 name),
+/// and the problem to report when it may not and the entry matters: a folder may hold wanted
+/// files, a file matters only if the patterns take it.
+fn admit(e: &walkdir::DirEntry, dir: &Path, root: &RawRoot, wanted: impl Fn(&str) -> bool) -> (bool, Option<Problem>) {
+    if e.depth() == 0 {
+        return (true, None);
+    }
+    let relevant = || e.file_type().is_dir() || e.path().strip_prefix(dir).is_ok_and(|rel| wanted(&rel_string(rel)));
+    let reason = if let Some(target) = e.path_is_symlink().then(|| root.outside(e.path())).flatten() {
+        outside_reason(&target)
+    } else if e.file_name().to_str().is_none() {
+        "its name is not valid UTF-8 (shown escaped), so the store cannot record it; \
+         rename it to a UTF-8 name (e.g. `convmv -f latin1 -t utf8`) or move it out of --raw"
+            .to_string()
+    } else {
+        return (true, None);
+    };
+    (false, relevant().then(|| Problem { path: escaped(e.path()), reason }))
+}
+
+/// `/`-joined relative path; names that are not UTF-8 never get here (`list_files`), so lossy
+/// only matters for matching them against the patterns.
 fn rel_string(p: &Path) -> String {
     p.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
@@ -342,9 +437,13 @@ struct CsvLookup {
 }
 
 impl CsvLookup {
-    fn load(spec: &CsvColumn, dir: &Path, manifest: &Path) -> Result<CsvLookup, ManifestError> {
+    fn load(spec: &CsvColumn, dir: &Path, root: &RawRoot, manifest: &Path) -> Result<CsvLookup, ManifestError> {
         let path = dir.join(&spec.file);
         let err = |message: String| ManifestError::Metadata { manifest: manifest.to_path_buf(), csv: path.clone(), message };
+        // Checked before opening: messages below quote the CSV's header.
+        if let Some(target) = root.outside(&path) {
+            return Err(err(format!("it leads to {}, outside --raw, so it is not read", target.display())));
+        }
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
             .from_path(&path)
@@ -407,9 +506,9 @@ struct Labeller<'a> {
 }
 
 impl<'a> Labeller<'a> {
-    fn new(manifest: &'a Manifest, source: &Source, dir: &Path, manifest_path: &Path) -> Result<Self, ManifestError> {
+    fn new(manifest: &'a Manifest, source: &Source, dir: &Path, root: &RawRoot, manifest_path: &Path) -> Result<Self, ManifestError> {
         let class = if let Some(csv) = &source.class_csv {
-            ClassSource::Csv(CsvLookup::load(csv, dir, manifest_path)?, csv.values.clone())
+            ClassSource::Csv(CsvLookup::load(csv, dir, root, manifest_path)?, csv.values.clone())
         } else if !source.class_rule.is_empty() {
             ClassSource::Rules(
                 source
@@ -432,7 +531,7 @@ impl<'a> Labeller<'a> {
                     message: e.to_string(),
                 })?)
             }
-            Some(PatientRule { csv: Some(csv), .. }) => PatientSource::Csv(CsvLookup::load(csv, dir, manifest_path)?),
+            Some(PatientRule { csv: Some(csv), .. }) => PatientSource::Csv(CsvLookup::load(csv, dir, root, manifest_path)?),
             _ => PatientSource::None,
         };
         Ok(Labeller { manifest, class, patient })
@@ -525,6 +624,12 @@ class = "b"
             (GOOD.replace("prefix = \"A\"", "prefix = \"A\"\nglob = \"*\""), "exactly one"),
             (GOOD.replace("include = [\"**/*.mp4\"]", "files = [\"../x.mp4\"]"), "relative"),
             (GOOD.replace("classes = [\"a\", \"b\"]", "classes = [\"a\", \"b\", \"a\"]"), "twice"),
+            (GOOD.replace("include = [", "dir = \"/usr/share\"\ninclude = ["), "source #1 (s): `dir` '/usr/share' is absolute"),
+            (GOOD.replace("include = [", "dir = \"a/../..\"\ninclude = ["), "`dir` 'a/../..' has a '..' component"),
+            (GOOD.replace("**/*.mp4", "../*.mp4"), "`include` '../*.mp4'"),
+            (GOOD.replace("**/*.mp4", "/etc/*"), "`include` '/etc/*' is absolute"),
+            (GOOD.replace("include = [", "exclude = [\"x/../../y\"]\ninclude = ["), "`exclude`"),
+            (format!("{GOOD}[source.patient.csv]\nfile = \"/etc/passwd\"\nkey_column = \"k\"\ncolumn = \"c\"\n"), "patient.csv `file` '/etc/passwd'"),
         ] {
             let err = parse(&bad).unwrap_err().to_string();
             assert!(err.contains(needle), "{needle}: {err}");
@@ -579,5 +684,44 @@ regex = "_(\\d+)\\."
         assert_eq!(r.problems.len(), 1);
         assert!(r.problems[0].path.ends_with("gone.mp4"));
         assert!(r.notes.iter().any(|n| n.path == "v/bee/B_7.mp4" && n.reason.contains("B_7")));
+    }
+
+    #[test]
+    fn a_source_matching_nothing_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("A_1.mp4"), b"x").unwrap();
+        let m = parse(&GOOD.replace("**/*.mp4", "**/*.MP4")).unwrap();
+        let err = m.resolve(dir.path(), Path::new("t.toml")).unwrap_err().to_string();
+        assert!(err.contains("t.toml") && err.contains("source #1 (s) matches no file") && err.contains("**/*.MP4"), "{err}");
+        // A missing `dir` says so.
+        let m = parse(&GOOD.replace("include = [", "dir = \"nope\"\ninclude = [")).unwrap();
+        let err = m.resolve(dir.path(), Path::new("t.toml")).unwrap_err().to_string();
+        assert!(err.contains("nope") && err.contains("No such file"), "{err}");
+    }
+
+    #[test]
+    fn a_source_folder_linked_outside_raw_is_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        std::fs::create_dir_all(&raw).unwrap();
+        std::fs::write(dir.path().join("out/A_1.mp4"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("out"), raw.join("v")).unwrap();
+        let m = parse(&GOOD.replace("include = [", "dir = \"v\"\ninclude = [")).unwrap();
+        let err = m.resolve(&raw, Path::new("t.toml")).unwrap_err().to_string();
+        assert!(err.contains("matches no file") && err.contains("outside --raw") && err.contains("out"), "{err}");
+    }
+
+    #[test]
+    fn a_source_matching_nothing_shows_its_first_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        std::fs::create_dir_all(&raw).unwrap();
+        for i in 0..5 {
+            std::os::unix::fs::symlink(dir.path(), raw.join(format!("link{i}"))).unwrap();
+        }
+        let err = parse(GOOD).unwrap().resolve(&raw, Path::new("t.toml")).unwrap_err().to_string();
+        assert_eq!(err.matches("outside --raw").count(), 3, "{err}");
+        assert!(err.contains("link2") && !err.contains("link3") && err.contains("and 2 more"), "{err}");
     }
 }

@@ -148,3 +148,62 @@ fn fatal_errors_name_the_file_and_exit_2() {
     assert!(text(&out).contains("nowhere") && text(&out).contains("usctl ingest"), "{}", text(&out));
     assert!(!tmp.path().join("s").exists(), "a failed start must not create the store");
 }
+
+#[test]
+fn same_bytes_under_two_names_are_noted_with_both_classes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    png(&raw.join("a1.png"), "white");
+    png(&raw.join("a9.png"), "red");
+    std::fs::copy(raw.join("a1.png"), raw.join("b1.png")).unwrap();
+    std::fs::copy(raw.join("a1.png"), raw.join("a2.png")).unwrap();
+    let m = tmp.path().join("m.toml");
+    manifest(&m, "dup", &["*.png"], &[]);
+    let store = tmp.path().join("store");
+    let out = run(usctl().args(["ingest", "--json", "--size", "16", "--manifest"]).arg(&m).arg("--raw").arg(&raw).arg("--store").arg(&store));
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notes: Vec<(String, String)> = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["path"].as_str().unwrap().to_string(), n["reason"].as_str().unwrap().to_string()))
+        .collect();
+    let about = |f: &str| notes.iter().filter(|(p, r)| p == f || r.contains(f)).cloned().collect::<Vec<_>>();
+    let conflict: Vec<_> = about("b1.png");
+    assert_eq!(conflict.len(), 1, "{notes:?}");
+    let line = format!("{} {}", conflict[0].0, conflict[0].1);
+    assert!(line.contains("a1.png") && line.contains("'a'") && line.contains("'b'") && line.contains("different classes"), "{line}");
+    let same: Vec<_> = about("a2.png");
+    assert_eq!(same.len(), 1, "{notes:?}");
+    assert!(same[0].1.contains("a1.png") && same[0].1.contains("same class"), "{same:?}");
+    assert!(about("a9.png").is_empty(), "{notes:?}");
+
+    // On the terminal too, conflicts first.
+    let out = run(usctl().args(["ingest", "--size", "16", "--manifest"]).arg(&m).arg("--raw").arg(&raw).arg("--store").arg(&store));
+    let t = text(&out);
+    assert!(t.lines().any(|l| l.contains("b1.png") && l.contains("a1.png") && l.contains("different classes")), "{t}");
+}
+
+#[test]
+fn a_file_name_that_is_not_utf8_is_reported_and_the_others_are_ingested() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    png(&raw.join("v/a1.png"), "white");
+    let odd = raw.join("v").join(std::ffi::OsStr::from_bytes(b"a\xff2.png"));
+    std::fs::copy(raw.join("v/a1.png"), &odd).unwrap();
+    std::fs::write(raw.join("v").join(std::ffi::OsStr::from_bytes(b"b\xfe.txt")), b"not matched").unwrap();
+    let m = tmp.path().join("m.toml");
+    manifest(&m, "names", &["v/*.png"], &[]);
+    let store = tmp.path().join("store");
+    let out = run(usctl().args(["ingest", "--size", "16", "--manifest"]).arg(&m).arg("--raw").arg(&raw).arg("--store").arg(&store));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let line = t.lines().find(|l| l.contains("a\\xff2.png")).unwrap_or_else(|| panic!("no report of the name:\n{t}"));
+    assert!(line.contains("not valid UTF-8") && line.contains("rename"), "{line}");
+    assert!(!t.contains("No such file"), "{t}");
+    assert!(!t.contains("\\xfe"), "a name no pattern matches is not reported: {t}");
+    let (videos, _) = tables(&newest(&store));
+    assert_eq!(videos.iter().map(|v| v.source_path.as_str()).collect::<Vec<_>>(), vec!["v/a1.png"]);
+}

@@ -8,6 +8,7 @@
 pub mod decode;
 pub mod geometry;
 pub mod resample;
+mod same_bytes;
 
 use crate::error::{IngestError, SourceError};
 use crate::hash::sha256_file;
@@ -253,7 +254,12 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     let mut problems: Vec<Problem> = resolved.problems.iter().filter(|p| !listed.contains(p.path.as_str())).cloned().collect();
     problems.append(&mut report.problems);
     report.problems = problems;
-    report.notes = resolved.notes.clone();
+    // Identical files with different classes first: the terminal shows only the first notes.
+    let shas: Vec<Option<&str>> = hashed.iter().map(|h| h.sha256.as_deref()).collect();
+    let (mut notes, mut copies) = same_bytes::same_bytes(entries, &shas);
+    notes.extend(resolved.notes.iter().cloned());
+    notes.append(&mut copies);
+    report.notes = notes;
     report.dataset = manifest.name.clone();
     report.version_id = id;
     report.version_dir = version_dir;

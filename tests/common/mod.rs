@@ -33,6 +33,12 @@ pub fn testsrc(w: u32, h: u32, rate: u32, frames: u32) -> String {
     format!("testsrc2=size={w}x{h}:rate={rate},trim=end_frame={frames}")
 }
 
+/// A 16×16 one-frame PNG of one colour (an ffmpeg colour name), its folder made.
+pub fn png(path: &Path, colour: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    ffmpeg(&["-f", "lavfi", "-i", &format!("color=c={colour}:size=16x16"), "-frames:v", "1", path.to_str().unwrap()]);
+}
+
 pub fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
