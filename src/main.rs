@@ -146,7 +146,7 @@ fn open(a: &StoreArgs) -> anyhow::Result<std::path::PathBuf> {
 
 fn run_verify(a: StoreArgs) -> anyhow::Result<ExitCode> {
     let dir = open(&a)?;
-    let report = usctl::verify::verify(&dir)?;
+    let report = usctl::store::verify::verify(&dir)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1,7 +1,7 @@
 //! Pins the store format's bytes (format version 1). If this test fails, the bytes of a store
 //! changed: bump store::FORMAT_VERSION, update docs/store-format.md, then the digests here.
 use sha2::Digest;
-use usctl::index::VideoRow;
+use usctl::store::index::VideoRow;
 use usctl::store::reader::Store;
 use usctl::store::writer::{FrameMeta, StoreWriter};
 use usctl::store::{IngestParams, StoreMeta, FORMAT_NAME, FORMAT_VERSION};
@@ -84,7 +84,7 @@ fn golden_store_reads_back() {
     assert_eq!(s.videos.iter().map(|r| (r.video_id, r.first_frame_row, r.frames_kept)).collect::<Vec<_>>(), vec![(0, 0, 2), (1, 2, 0), (2, 2, 1)]);
     assert_eq!(s.frame(2)[0], (32 * 37 % 251) as u8);
     assert_eq!(s.frames[1].pts, 512);
-    assert!(usctl::verify::verify(&v).unwrap().is_ok());
+    assert!(usctl::store::verify::verify(&v).unwrap().is_ok());
 }
 
 #[test]

@@ -76,7 +76,7 @@ fn every_container_samples_by_timestamp() {
             assert!(row.iter().all(|&p| p == 0), "row {y}: {row:?}");
         }
     }
-    assert_eq!(usctl::verify::verify(&v).unwrap().bad_videos, Vec::<String>::new());
+    assert_eq!(usctl::store::verify::verify(&v).unwrap().bad_videos, Vec::<String>::new());
 }
 
 #[test]

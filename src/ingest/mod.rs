@@ -11,7 +11,7 @@ pub mod resample;
 
 use crate::error::{IngestError, SourceError};
 use crate::hash::sha256_file;
-use crate::index::VideoRow;
+use crate::store::index::VideoRow;
 use crate::manifest::{Entry, Manifest, Problem};
 use crate::store::reader::Store;
 use crate::store::version::{version_id, SourceState};

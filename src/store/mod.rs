@@ -11,8 +11,10 @@
 //! A version directory is written under a temporary name and renamed into place when complete;
 //! published versions are never modified. `<seq>` orders versions by publication.
 
+pub mod index;
 pub mod reader;
 pub mod version;
+pub mod verify;
 pub mod writer;
 
 use crate::error::StoreError;

@@ -3,7 +3,7 @@
 //! frame, and resident memory that the kernel can drop under pressure.
 
 use super::*;
-use crate::index::{self, FrameRow, VideoRow};
+use super::index::{self, FrameRow, VideoRow};
 use memmap2::Mmap;
 
 pub struct Store {

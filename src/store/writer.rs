@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::hash::{hex, sha256_file};
-use crate::index::{self, FrameRow, VideoRow};
+use super::index::{self, FrameRow, VideoRow};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufWriter, Write};

@@ -3,7 +3,7 @@
 //! frame to frame, plus noise: frames of one video look alike, videos differ by a learnable pattern.
 
 use std::path::{Path, PathBuf};
-use usctl::index::VideoRow;
+use usctl::store::index::VideoRow;
 use usctl::store::writer::{FrameMeta, StoreWriter};
 use usctl::store::{IngestParams, StoreMeta, FORMAT_NAME, FORMAT_VERSION};
 

@@ -110,7 +110,7 @@ fn write_table(path: &Path, schema: &str, columns: Vec<Column>) -> Result<(), St
     // Fixed writer identity and plain settings: the bytes depend on the data alone, which the
     // golden-bytes test pins.
     let props = WriterProperties::builder()
-        .set_created_by(format!("usctl store format {}", crate::store::FORMAT_VERSION))
+        .set_created_by(format!("usctl store format {}", super::FORMAT_VERSION))
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(Compression::UNCOMPRESSED)
         .set_dictionary_enabled(false)

@@ -3,8 +3,8 @@
 
 use crate::error::StoreError;
 use crate::hash::{sha256_file, sha256_hex};
-use crate::store::reader::Store;
-use crate::store::{StoreMeta, FRAMES_FILE, VIDEOS_FILE};
+use super::reader::Store;
+use super::{StoreMeta, FRAMES_FILE, VIDEOS_FILE};
 use serde::Serialize;
 use std::path::Path;
 
