@@ -208,10 +208,14 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     let (id, full_id) = version_id(&manifest_bytes, &params, &states);
     let dataset_dir = opts.store.join(&manifest.name);
 
+    let cleaned = remove_leftovers(&dataset_dir);
     let existing = list_versions(&dataset_dir)?.into_iter().rev().find(|v| v.id == id);
+    let reuse = |path: PathBuf| -> Result<_, IngestError> {
+        let videos = Store::open(&path)?.videos;
+        Ok((path, videos, true))
+    };
     let (version_dir, rows, reused) = if let Some(v) = existing {
-        let store = Store::open(&v.path)?;
-        (v.path, store.videos, true)
+        reuse(v.path)?
     } else {
         bar.set_message("decoding");
         let frame_bytes = (opts.size * opts.size) as usize;
@@ -240,10 +244,16 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
             videos: 0,
             classes: manifest.classes.clone(),
             files: BTreeMap::new(),
+            meta_sha256: None,
         };
         let rows = writer.videos().to_vec();
         let v = writer.publish(meta, &manifest_bytes)?;
-        (v.path, rows, false)
+        if v.reused {
+            // An identical ingest published first: report what that version holds.
+            reuse(v.path)?
+        } else {
+            (v.path, rows, false)
+        }
     };
     bar.finish_and_clear();
 
@@ -254,6 +264,7 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     problems.append(&mut report.problems);
     report.problems = problems;
     report.notes = resolved.notes.clone();
+    report.notes.extend(cleaned);
     report.dataset = manifest.name.clone();
     report.version_id = id;
     report.version_dir = version_dir;
@@ -261,6 +272,15 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     report.threads = opts.threads;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Removes the temporary version directories that dead ingests left in the dataset folder
+/// (`.tmp-<id>-<pid>`), as notes for the report.
+fn remove_leftovers(dataset_dir: &Path) -> Vec<Problem> {
+    crate::files::remove_leftover_temps(dataset_dir)
+        .into_iter()
+        .map(|p| Problem { path: p.display().to_string(), reason: "removed: the unfinished version of an ingest that was stopped".into() })
+        .collect()
 }
 
 fn row(e: &Entry, h: &Hashed, d: &Decoded) -> VideoRow {

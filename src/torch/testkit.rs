@@ -81,6 +81,7 @@ fn write(root: &Path, frames: &[usize], size: usize, pixels: impl Fn(usize, usiz
         videos: 0,
         classes: vec!["a".into(), "b".into()],
         files: Default::default(),
+        meta_sha256: None,
     };
-    w.publish(meta, b"synthetic").unwrap().path
+    w.publish(meta, b"schema = 1\nname = \"synthetic\"\nclasses = [\"a\", \"b\"]\n").unwrap().path
 }
