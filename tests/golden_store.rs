@@ -155,6 +155,15 @@ fn verify_checks_store_json_too() {
     let report = usctl::store::verify::verify(&v).unwrap();
     assert!(!report.is_ok(), "{report:?}");
     assert!(report.bad_files.iter().any(|f| f.starts_with("store.json")), "{report:?}");
+    // At the command line: verify says what differs (exit 1), info refuses the version (exit 2).
+    let usctl = |cmd: &str| std::process::Command::new(env!("CARGO_BIN_EXE_usctl")).args([cmd, "--store"]).arg(&v).output().unwrap();
+    let verify = usctl("verify");
+    assert_eq!(verify.status.code(), Some(1), "{verify:?}");
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("DIFFERS file  store.json"), "{verify:?}");
+    let info = usctl("info");
+    assert_eq!(info.status.code(), Some(2), "{info:?}");
+    let said = String::from_utf8_lossy(&info.stderr);
+    assert!(said.contains("store.json") && said.contains("usctl verify"), "{said}");
 }
 
 /// The child half of `a_payload_truncated_under_a_reader_is_reported_not_a_silent_crash`.
