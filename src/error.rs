@@ -41,7 +41,9 @@ pub enum StoreError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("store file {path} is damaged or not a usctl store: {message}; re-create it with `usctl ingest` (older versions are untouched)")]
     Corrupt { path: PathBuf, message: String },
-    #[error("store {path} has format version {found}, this usctl reads version {expected}; re-ingest with this usctl or use a matching one")]
+    #[error("store file {path} does not match its version: {message}; published versions must never be edited: run `usctl verify` on the version to list everything that differs, then re-ingest with `usctl ingest` (a new version; the others stay as they are)")]
+    Differs { path: PathBuf, message: String },
+    #[error("store {path} has format version {found}, this usctl reads versions 1 to {expected}; re-ingest with this usctl or use a matching one")]
     FormatVersion { path: PathBuf, found: u32, expected: u32 },
     #[error("{path}: {message}")]
     Ambiguous { path: PathBuf, message: String },

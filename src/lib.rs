@@ -11,7 +11,6 @@ pub mod eval;
 pub mod export;
 pub mod files;
 pub mod hash;
-pub mod index;
 pub mod ingest;
 pub mod manifest;
 pub mod plot;
@@ -19,7 +18,6 @@ pub mod sampler;
 pub mod schedule;
 pub mod seed;
 pub mod store;
-pub mod verify;
 
 /// Native library versions this binary was built against, for `usctl --version` and provenance.
 pub fn build_info() -> String {

@@ -112,7 +112,7 @@ fn bad_files_are_reported_and_skipped_and_nothing_is_lost() {
         assert_eq!(status(f), Some(("failed".into(), 0)), "{f}");
     }
     assert_eq!(status("listed_but_absent.mp4"), Some(("missing".into(), 0)));
-    assert!(usctl::verify::verify(&new).unwrap().is_ok());
+    assert!(usctl::store::verify::verify(&new).unwrap().is_ok());
 
     // Nothing lost or written elsewhere.
     assert_eq!(snapshot(&earlier), earlier_bytes);

@@ -1,7 +1,7 @@
-//! Pins the store format's bytes (format version 1). If this test fails, the bytes of a store
+//! Pins the store format's bytes (format version 2). If this test fails, the bytes of a store
 //! changed: bump store::FORMAT_VERSION, update docs/store-format.md, then the digests here.
 use sha2::Digest;
-use usctl::index::VideoRow;
+use usctl::store::index::VideoRow;
 use usctl::store::reader::Store;
 use usctl::store::writer::{FrameMeta, StoreWriter};
 use usctl::store::{IngestParams, StoreMeta, FORMAT_NAME, FORMAT_VERSION};
@@ -50,9 +50,13 @@ fn build(dir: &std::path::Path) -> std::path::PathBuf {
         videos: 0,
         classes: vec!["x".into(), "y".into()],
         files: Default::default(),
+        meta_sha256: None,
     };
-    w.publish(meta, b"schema = 1\n").unwrap().path
+    w.publish(meta, MANIFEST).unwrap().path
 }
+
+/// The manifest stored with the golden version: its name and classes match store.json.
+const MANIFEST: &[u8] = b"schema = 1\nname = \"golden\"\nclasses = [\"x\", \"y\"]\n";
 
 #[test]
 fn store_bytes_are_pinned() {
@@ -66,10 +70,10 @@ fn store_bytes_are_pinned() {
         .collect();
     let want = [
         ("frames.u8", "2af0ba23241ab5f19ceb274a6b633a38c445962595449cbaed1b8d6051253dad"),
-        ("frames.parquet", "4c0f5786f36b3fac2d823fb3faab8cfc144191eb1a8ce14e2a8f07085ac6b34c"),
-        ("videos.parquet", "91f88ab449cce7fea185f91b62f13d941fbd4904668bce7400a7351f171b4dc6"),
-        ("manifest.toml", "da93db77ebb07776dbd095f79fe28cbf4d42340c27bc33547ed7eeb2d3c93ea1"),
-        ("store.json", "fd41157be1dfa6b8bf257f6fac836c016d08849c86df0e38748dcfa562ad95c1"),
+        ("frames.parquet", "bf9a557a6e638d7d09110b42f83f86fc291471aac85eb4c0e0595f8f47d09a9e"),
+        ("videos.parquet", "581b037fdb2526fc1affceb3fd4d2778e39224eb5dbfa0080ae240fc8f2a59f2"),
+        ("manifest.toml", "3ed9ee8116573a64cc500e1dd896878bb3f2f3531e037ab4bb26b70bd6f2fca8"),
+        ("store.json", "8e5116a320cd109ad8903087d4aa86dd7accec07cd65aaacedbb62e68c3a0966"),
     ];
     let got_ref: Vec<(&str, &str)> = got.iter().map(|(f, d)| (*f, d.as_str())).collect();
     assert_eq!(got_ref, want, "store bytes changed: see the comment at the top of this file");
@@ -84,16 +88,176 @@ fn golden_store_reads_back() {
     assert_eq!(s.videos.iter().map(|r| (r.video_id, r.first_frame_row, r.frames_kept)).collect::<Vec<_>>(), vec![(0, 0, 2), (1, 2, 0), (2, 2, 1)]);
     assert_eq!(s.frame(2)[0], (32 * 37 % 251) as u8);
     assert_eq!(s.frames[1].pts, 512);
-    assert!(usctl::verify::verify(&v).unwrap().is_ok());
+    assert!(usctl::store::verify::verify(&v).unwrap().is_ok());
 }
 
 #[test]
 fn publishing_skips_a_stray_folder_that_holds_the_next_name() {
     let tmp = tempfile::tempdir().unwrap();
+    // Not a version (no store.json), but it occupies 0001-<id>.
+    let stray = tmp.path().join("golden/0001-00112233445566aa");
+    std::fs::create_dir_all(&stray).unwrap();
     let first = build(tmp.path());
-    // Not a version (no store.json), but it occupies 0002-<id>.
-    std::fs::create_dir_all(tmp.path().join("golden/0002-00112233445566aa")).unwrap();
+    assert_eq!(first.file_name().unwrap(), "0002-00112233445566aa");
+    assert!(Store::open(&first).is_ok());
+    assert_eq!(std::fs::read_dir(&stray).unwrap().count(), 0, "the stray folder is left as it was");
+    // The same id again is the same version: reused, nothing new published.
     let second = build(tmp.path());
-    assert_eq!(second.file_name().unwrap(), "0003-00112233445566aa");
-    assert!(Store::open(&first).is_ok() && Store::open(&second).is_ok());
+    assert_eq!(second, first);
+    let names: Vec<_> = std::fs::read_dir(tmp.path().join("golden")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+/// Replaces the first occurrence of `from` in a file by `to` (same length: offsets stay valid).
+fn patch(path: &std::path::Path, from: &str, to: &str) {
+    assert_eq!(from.len(), to.len());
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes.windows(from.len()).position(|w| w == from.as_bytes()).unwrap_or_else(|| panic!("{from} in {}", path.display()));
+    bytes[at..at + to.len()].copy_from_slice(to.as_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The error of opening a freshly built golden version after `edit`; it must name `file` and
+/// the fix.
+fn refused(file: &str, edit: impl Fn(&std::path::Path)) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = build(tmp.path());
+    edit(&v);
+    let err = match Store::open(&v) {
+        Ok(_) => panic!("a version with an edited {file} was opened"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(file) && err.contains("usctl verify") && err.contains("usctl ingest"), "{err}");
+    err
+}
+
+#[test]
+fn opening_refuses_a_version_whose_files_were_edited() {
+    // One byte of a path in the videos table: it still parses, but it is not what was ingested.
+    refused("videos.parquet", |v| patch(&v.join("videos.parquet"), "c.gif", "c.gix"));
+    refused("frames.parquet", |v| patch(&v.join("frames.parquet"), "usctl store", "usctL store"));
+    refused("manifest.toml", |v| {
+        let mut m = std::fs::read(v.join("manifest.toml")).unwrap();
+        m.extend_from_slice(b"# edited\n");
+        std::fs::write(v.join("manifest.toml"), m).unwrap();
+    });
+    // store.json edits: classes swapped (relabels every video), frame size, dataset name.
+    refused("store.json", |v| patch(&v.join("store.json"), "\"x\",\n    \"y\"", "\"y\",\n    \"x\""));
+    refused("store.json", |v| patch(&v.join("store.json"), "\"size\": 4", "\"size\": 2"));
+    refused("store.json", |v| patch(&v.join("store.json"), "\"dataset\": \"golden\"", "\"dataset\": \"goldex\""));
+}
+
+#[test]
+fn verify_checks_store_json_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = build(tmp.path());
+    patch(&v.join("store.json"), "\"x\",\n    \"y\"", "\"y\",\n    \"x\"");
+    let report = usctl::store::verify::verify(&v).unwrap();
+    assert!(!report.is_ok(), "{report:?}");
+    assert!(report.bad_files.iter().any(|f| f.starts_with("store.json")), "{report:?}");
+    // At the command line: verify says what differs (exit 1), info refuses the version (exit 2).
+    let usctl = |cmd: &str| std::process::Command::new(env!("CARGO_BIN_EXE_usctl")).args([cmd, "--store"]).arg(&v).output().unwrap();
+    let verify = usctl("verify");
+    assert_eq!(verify.status.code(), Some(1), "{verify:?}");
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("DIFFERS file  store.json"), "{verify:?}");
+    let info = usctl("info");
+    assert_eq!(info.status.code(), Some(2), "{info:?}");
+    let said = String::from_utf8_lossy(&info.stderr);
+    assert!(said.contains("store.json") && said.contains("usctl verify"), "{said}");
+}
+
+/// The child half of `a_payload_truncated_under_a_reader_is_reported_not_a_silent_crash`.
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn child_reads_a_payload_truncated_under_it() {
+    usctl::store::reader::exit_clearly_on_sigbus();
+    let tmp = tempfile::tempdir().unwrap();
+    let v = build(tmp.path());
+    let s = Store::open(&v).unwrap();
+    std::fs::OpenOptions::new().write(true).open(v.join("frames.u8")).unwrap().set_len(0).unwrap();
+    let sum: u64 = s.payload().iter().map(|&b| b as u64).sum();
+    println!("read {sum} without a fault");
+}
+
+#[test]
+fn a_payload_truncated_under_a_reader_is_reported_not_a_silent_crash() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_reads_a_payload_truncated_under_it", "--ignored", "--nocapture", "--test-threads", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr.contains("SIGBUS") && stderr.contains("usctl verify"), "{stderr}");
+}
+
+/// Rewrites store.json after `edit` with every file digest and its self-digest recomputed: a
+/// version whose files all match store.json but whose parts disagree with each other.
+fn resealed(v: &std::path::Path, edit: impl Fn(&mut usctl::store::StoreMeta)) {
+    let mut meta = usctl::store::StoreMeta::load(v).unwrap();
+    edit(&mut meta);
+    for (name, digest) in meta.files.iter_mut() {
+        let (bytes, sha256) = usctl::hash::sha256_file(&v.join(name)).unwrap();
+        *digest = usctl::store::FileDigest { bytes, sha256 };
+    }
+    if meta.format_version >= 2 {
+        meta.meta_sha256 = Some(usctl::store::check::meta_digest(&meta));
+    }
+    std::fs::write(v.join("store.json"), usctl::store::check::meta_bytes(&meta)).unwrap();
+}
+
+fn rewrite_videos(v: &std::path::Path, edit: impl Fn(&mut Vec<VideoRow>)) {
+    let mut rows = usctl::store::index::read_videos(&v.join("videos.parquet")).unwrap();
+    edit(&mut rows);
+    std::fs::remove_file(v.join("videos.parquet")).unwrap();
+    usctl::store::index::write_videos(&v.join("videos.parquet"), &rows).unwrap();
+}
+
+type Edit = Box<dyn Fn(&std::path::Path)>;
+
+#[test]
+fn opening_refuses_a_version_whose_parts_disagree() {
+    let videos = |edit: fn(&mut Vec<VideoRow>)| -> Edit {
+        Box::new(move |v| {
+            rewrite_videos(v, edit);
+            resealed(v, |_| {});
+        })
+    };
+    let cases: Vec<(&str, &str, Edit)> = vec![
+        ("store.json", "frame_bytes", Box::new(|v| resealed(v, |m| m.params.size = 2))),
+        ("store.json", "classes", Box::new(|v| resealed(v, |m| m.classes.swap(0, 1)))),
+        ("store.json", "dataset", Box::new(|v| resealed(v, |m| m.dataset = "goldex".into()))),
+        ("store.json", "version_id", Box::new(|v| resealed(v, |m| m.version_id = "00112233445566ab".into()))),
+        ("store.json", "version_id", Box::new(|v| resealed(v, |m| m.version_sha256 = "ff".repeat(32)))),
+        ("store.json", "videos", Box::new(|v| resealed(v, |m| m.videos = 2))),
+        ("videos.parquet", "class_index", videos(|rows| rows[2].class_index = Some(5))),
+        ("videos.parquet", "class_index", videos(|rows| rows[0].class_name = Some("y".into()))),
+        ("videos.parquet", "do not start", videos(|rows| rows[2].first_frame_row = 1)),
+        ("videos.parquet", "run past", videos(|rows| rows[2].frames_kept = 2)),
+        ("frames.u8", "bytes", Box::new(|v| {
+            std::fs::write(v.join("frames.u8"), [0u8; 64]).unwrap();
+            resealed(v, |_| {});
+        })),
+    ];
+    for (file, says, edit) in cases {
+        let err = refused(file, edit);
+        assert!(err.contains(says), "{file}/{says}: {err}");
+    }
+}
+
+#[test]
+fn format_1_versions_are_read_and_verify_says_store_json_is_unchecked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = build(tmp.path());
+    resealed(&v, |m| {
+        m.format_version = 1;
+        m.meta_sha256 = None;
+    });
+    assert!(!std::fs::read_to_string(v.join("store.json")).unwrap().contains("meta_sha256"));
+    assert_eq!(Store::open(&v).unwrap().meta.format_version, 1);
+    let report = usctl::store::verify::verify(&v).unwrap();
+    assert!(report.bad_files.is_empty() && report.bad_videos.is_empty(), "{report:?}");
+    assert!(!report.is_ok() && report.unchecked[0].contains("re-ingest"), "{report:?}");
+    // Format 1 still gets every other check.
+    patch(&v.join("videos.parquet"), "c.gif", "c.gix");
+    assert!(Store::open(&v).err().expect("refused").to_string().contains("videos.parquet"));
 }

@@ -76,7 +76,7 @@ fn every_container_samples_by_timestamp() {
             assert!(row.iter().all(|&p| p == 0), "row {y}: {row:?}");
         }
     }
-    assert_eq!(usctl::verify::verify(&v).unwrap().bad_videos, Vec::<String>::new());
+    assert_eq!(usctl::store::verify::verify(&v).unwrap().bad_videos, Vec::<String>::new());
 }
 
 #[test]
@@ -133,4 +133,101 @@ fn verify_names_the_damaged_video() {
     let t = text(&bad);
     assert!(t.contains("DIFFERS video b_anim.gif") && !t.contains("video a_h264.mp4"), "{t}");
     assert!(t.contains("DIFFERS file  frames.u8"), "{t}");
+}
+
+/// Names in `dir` that start with `prefix`.
+fn entries(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.starts_with(prefix)).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn ingest_command(m: &Path, raw: &Path, store: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = usctl();
+    cmd.args(["ingest", "--json", "--manifest"]).arg(m).arg("--raw").arg(raw).arg("--store").arg(store).args(extra);
+    cmd
+}
+
+#[test]
+fn identical_ingests_started_together_publish_one_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (raw, m, store) = setup(tmp.path(), &["*.*", "stills/*"]);
+    let children: Vec<_> = (0..4)
+        .map(|_| ingest_command(&m, &raw, &store, &["--size", "32", "--threads", "1"]).stdout(std::process::Stdio::piped()).spawn().unwrap())
+        .collect();
+    let reports: Vec<serde_json::Value> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    let dataset = store.join("synthetic");
+    let versions = usctl::store::list_versions(&dataset).unwrap();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(reports.iter().filter(|r| r["reused"] == false).count(), 1, "{reports:?}");
+    for r in &reports {
+        assert_eq!(r["version_dir"].as_str().unwrap(), versions[0].path.to_str().unwrap());
+    }
+    assert_eq!(entries(&dataset, "."), Vec::<String>::new());
+    let full_id = versions[0].path.file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(usctl::store::locate(&store, None, Some(&full_id)).unwrap(), versions[0].path);
+    assert!(usctl::store::verify::verify(&versions[0].path).unwrap().is_ok());
+}
+
+#[test]
+fn the_next_ingest_removes_temporary_folders_of_dead_ingests_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (raw, m, store) = setup(tmp.path(), &["*.gif"]);
+    let dataset = store.join("synthetic");
+    // pid_max on Linux is at most 2^22, so this pid cannot be running.
+    let dead = dataset.join(".tmp-0123456789abcdef-4194999");
+    let live = dataset.join(format!(".tmp-0123456789abcdef-{}", std::process::id()));
+    for d in [&dead, &live] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("frames.u8"), vec![0u8; 4096]).unwrap();
+    }
+    let out = run(&mut ingest_command(&m, &raw, &store, &["--size", "16"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!dead.exists() && live.join("frames.u8").exists());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notes = report["notes"].as_array().unwrap();
+    assert!(notes.iter().any(|n| n["path"].as_str().unwrap().ends_with(".tmp-0123456789abcdef-4194999")), "{notes:?}");
+    assert!(!notes.iter().any(|n| n["path"].as_str().unwrap().ends_with(&format!("-{}", std::process::id()))), "{notes:?}");
+    std::fs::remove_dir_all(&live).unwrap();
+}
+
+#[test]
+fn an_interrupted_or_terminated_ingest_leaves_no_temporary_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    // Many small files, decoded one at a time: the ingest runs for seconds.
+    let first = raw.join("a000.mp4");
+    ffmpeg(&["-f", "lavfi", "-i", &testsrc(64, 48, 25, 75), "-c:v", "libx264", "-pix_fmt", "yuv420p", first.to_str().unwrap()]);
+    for i in 1..400 {
+        std::fs::copy(&first, raw.join(format!("a{i:03}.mp4"))).unwrap();
+    }
+    let m = tmp.path().join("m.toml");
+    manifest(&m, "many", &["*.mp4"], &[]);
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let store = tmp.path().join(format!("store{signal}"));
+        let dataset = store.join("many");
+        let mut child = ingest_command(&m, &raw, &store, &["--size", "64", "--threads", "1"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+        let started = std::time::Instant::now();
+        while entries(&dataset, ".tmp-").is_empty() {
+            assert!(started.elapsed().as_secs() < 60 && child.try_wait().unwrap().is_none(), "no temporary folder appeared");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let kill = std::process::Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
+        assert!(kill.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}: {status:?}");
+        assert_eq!(entries(&dataset, ".tmp-"), Vec::<String>::new(), "{signal}");
+        assert!(usctl::store::list_versions(&dataset).unwrap().is_empty(), "{signal}");
+    }
 }

@@ -102,7 +102,7 @@ fn check_corpus(name: &str, expect_missing: &[&str], then: impl FnOnce(&Path)) -
     let mismatches = mismatches.into_inner().unwrap();
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 
-    assert!(usctl::verify::verify(&v).unwrap().is_ok());
+    assert!(usctl::store::verify::verify(&v).unwrap().is_ok());
     let again = run(usctl().args(["ingest", "--json", "--size", "64", "--manifest"]).arg(&manifest).arg("--raw").arg(&raw).arg("--store").arg(&store));
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["reused"], true);

@@ -5,7 +5,7 @@
 use super::config::EvalConfig;
 use super::folds::Item;
 use crate::error::EvalError;
-use crate::index::VideoRow;
+use crate::store::index::VideoRow;
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@ mod same_bytes;
 
 use crate::error::{IngestError, SourceError};
 use crate::hash::sha256_file;
-use crate::index::VideoRow;
+use crate::store::index::VideoRow;
 use crate::manifest::{Entry, Manifest, Problem};
 use crate::store::reader::Store;
 use crate::store::version::{version_id, SourceState};
@@ -209,10 +209,14 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     let (id, full_id) = version_id(&manifest_bytes, &params, &states);
     let dataset_dir = opts.store.join(&manifest.name);
 
+    let cleaned = remove_leftovers(&dataset_dir);
     let existing = list_versions(&dataset_dir)?.into_iter().rev().find(|v| v.id == id);
+    let reuse = |path: PathBuf| -> Result<_, IngestError> {
+        let videos = Store::open(&path)?.videos;
+        Ok((path, videos, true))
+    };
     let (version_dir, rows, reused) = if let Some(v) = existing {
-        let store = Store::open(&v.path)?;
-        (v.path, store.videos, true)
+        reuse(v.path)?
     } else {
         bar.set_message("decoding");
         let frame_bytes = (opts.size * opts.size) as usize;
@@ -241,10 +245,16 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
             videos: 0,
             classes: manifest.classes.clone(),
             files: BTreeMap::new(),
+            meta_sha256: None,
         };
         let rows = writer.videos().to_vec();
         let v = writer.publish(meta, &manifest_bytes)?;
-        (v.path, rows, false)
+        if v.reused {
+            // An identical ingest published first: report what that version holds.
+            reuse(v.path)?
+        } else {
+            (v.path, rows, false)
+        }
     };
     bar.finish_and_clear();
 
@@ -259,6 +269,7 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     let (mut notes, mut copies) = same_bytes::same_bytes(entries, &shas);
     notes.extend(resolved.notes.iter().cloned());
     notes.append(&mut copies);
+    notes.extend(cleaned);
     report.notes = notes;
     report.dataset = manifest.name.clone();
     report.version_id = id;
@@ -267,6 +278,15 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     report.threads = opts.threads;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Removes the temporary version directories that dead ingests left in the dataset folder
+/// (`.tmp-<id>-<pid>`), as notes for the report.
+fn remove_leftovers(dataset_dir: &Path) -> Vec<Problem> {
+    crate::files::remove_leftover_temps(dataset_dir)
+        .into_iter()
+        .map(|p| Problem { path: p.display().to_string(), reason: "removed: the unfinished version of an ingest that was stopped".into() })
+        .collect()
 }
 
 fn row(e: &Entry, h: &Hashed, d: &Decoded) -> VideoRow {

@@ -11,8 +11,13 @@
 //! A version directory is written under a temporary name and renamed into place when complete;
 //! published versions are never modified. `<seq>` orders versions by publication.
 
+pub mod check;
+pub mod index;
+pub mod interrupt;
+pub mod lock;
 pub mod reader;
 pub mod version;
+pub mod verify;
 pub mod writer;
 
 use crate::error::StoreError;
@@ -20,7 +25,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this usctl writes. It reads every format from `OLDEST_READABLE_FORMAT` on: format 1
+/// differs only in having no `meta_sha256` (docs/store-format.md).
+pub const FORMAT_VERSION: u32 = 2;
+pub const OLDEST_READABLE_FORMAT: u32 = 1;
 pub const FORMAT_NAME: &str = "usctl-store";
 pub const META_FILE: &str = "store.json";
 pub const PAYLOAD_FILE: &str = "frames.u8";
@@ -28,6 +36,8 @@ pub const FRAMES_FILE: &str = "frames.parquet";
 pub const VIDEOS_FILE: &str = "videos.parquet";
 pub const MANIFEST_FILE: &str = "manifest.toml";
 pub const TMP_PREFIX: &str = ".tmp-";
+/// Held (and present) in a dataset folder while a version is being published there.
+pub const LOCK_FILE: &str = ".publish.lock";
 
 /// Everything that decides the stored bytes besides the inputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +75,10 @@ pub struct StoreMeta {
     pub videos: u64,
     pub classes: Vec<String>,
     pub files: BTreeMap<String, FileDigest>,
+    /// sha256 of this store.json as written without this field (`check::meta_digest`); absent in
+    /// format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_sha256: Option<String>,
 }
 
 impl StoreMeta {
@@ -81,7 +95,7 @@ impl StoreMeta {
         if probe.format != FORMAT_NAME {
             return Err(StoreError::Corrupt { path, message: format!("format is '{}', not '{FORMAT_NAME}'", probe.format) });
         }
-        if probe.format_version != FORMAT_VERSION {
+        if !(OLDEST_READABLE_FORMAT..=FORMAT_VERSION).contains(&probe.format_version) {
             return Err(StoreError::FormatVersion { path, found: probe.format_version, expected: FORMAT_VERSION });
         }
         serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { path, message: e.to_string() })
@@ -96,7 +110,7 @@ pub struct VersionDir {
     pub path: PathBuf,
 }
 
-fn parse_version_name(name: &str) -> Option<(u32, String)> {
+pub fn parse_version_name(name: &str) -> Option<(u32, String)> {
     let (seq, id) = name.split_once('-')?;
     let seq_ok = seq.len() >= 4 && seq.chars().all(|c| c.is_ascii_digit());
     let id_ok = !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit());

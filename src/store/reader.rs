@@ -3,7 +3,7 @@
 //! frame, and resident memory that the kernel can drop under pressure.
 
 use super::*;
-use crate::index::{self, FrameRow, VideoRow};
+use super::index::{FrameRow, VideoRow};
 use memmap2::Mmap;
 
 pub struct Store {
@@ -15,41 +15,22 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens a version directory (see `locate` for the ways a user can name one).
+    /// Opens a version directory (see `locate` for the ways a user can name one) after checking
+    /// it (`check::check`): a version that differs from its store.json is refused.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let meta = StoreMeta::load(dir)?;
-        let videos = index::read_videos(&dir.join(VIDEOS_FILE))?;
-        let frames = index::read_frames(&dir.join(FRAMES_FILE))?;
-        let payload_path = dir.join(PAYLOAD_FILE);
-        let corrupt = |message: String| StoreError::Corrupt { path: payload_path.clone(), message };
-        let file = std::fs::File::open(&payload_path).map_err(StoreError::io(&payload_path))?;
-        let len = file.metadata().map_err(StoreError::io(&payload_path))?.len();
-        let expected = meta.frames * meta.frame_bytes;
-        if frames.len() as u64 != meta.frames || len != expected {
-            return Err(corrupt(format!(
-                "{} bytes and {} index rows, but store.json says {} frames of {} bytes",
-                len,
-                frames.len(),
-                meta.frames,
-                meta.frame_bytes
-            )));
-        }
-        for v in &videos {
-            let end = v.first_frame_row.checked_add(v.frames_kept);
-            if v.first_frame_row < 0 || v.frames_kept < 0 || end.is_none_or(|e| e as u64 > meta.frames) {
-                return Err(corrupt(format!("video {} points outside the payload", v.source_path)));
-            }
-        }
-        let map = if len == 0 {
+        let check::Checked { meta, videos, frames, payload } = check::check(dir)?;
+        let map = if meta.frames * meta.frame_bytes == 0 {
             None
         } else {
             // SAFETY: the mapping is read-only and private to this process. Published versions
             // are immutable: usctl never writes into a version directory after its rename, and
             // a new ingest always writes a new directory. The remaining hazard is another program
-            // truncating frames.u8 while it is mapped, which would raise SIGBUS on access; that
-            // is outside what a store promises (docs/store-format.md says never to edit a
-            // version in place), and the length was checked against the index just above.
-            Some(unsafe { Mmap::map(&file) }.map_err(StoreError::io(&payload_path))?)
+            // truncating frames.u8 while it is mapped, which raises SIGBUS on access; that is
+            // outside what a store promises (docs/store-format.md says never to edit a version in
+            // place), the process then says so and exits (`exit_clearly_on_sigbus`), and the
+            // length was checked against the index just above.
+            let path = dir.join(PAYLOAD_FILE);
+            Some(unsafe { Mmap::map(&payload) }.map_err(StoreError::io(&path))?)
         };
         Ok(Store { dir: dir.to_path_buf(), meta, videos, frames, map })
     }
@@ -74,5 +55,32 @@ impl Store {
         let n = self.frame_bytes();
         let start = video.first_frame_row as usize * n;
         &self.payload()[start..start + video.frames_kept as usize * n]
+    }
+}
+
+/// What a reader says when the kernel raises SIGBUS: the one way a mapped store fails at run time.
+const SIGBUS_MESSAGE: &[u8] = b"usctl: a memory-mapped store file shrank while in use (SIGBUS); published store versions must never be modified; run `usctl verify` on the store\n";
+
+extern "C" fn on_sigbus(_: libc::c_int) {
+    // SAFETY: write(2) on a static buffer and _exit(2) are async-signal-safe (signal-safety(7));
+    // nothing else runs in the handler, and the process ends here.
+    unsafe {
+        libc::write(2, SIGBUS_MESSAGE.as_ptr().cast(), SIGBUS_MESSAGE.len());
+        libc::_exit(2)
+    }
+}
+
+/// Makes SIGBUS (a mapped frames.u8 truncated under a running reader) print one line naming the
+/// cause and the fix and exit with code 2, instead of dying without a word. Both binaries call it
+/// first thing in `main`.
+pub fn exit_clearly_on_sigbus() {
+    // SAFETY: sigaction with a zeroed struct, an empty mask and a handler that only calls
+    // async-signal-safe functions; it replaces only SIGBUS's disposition, which nothing else in
+    // usctl sets.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigbus as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
     }
 }

@@ -1,10 +1,13 @@
 //! Writes one store version into a temporary directory beside its final place, then publishes it
-//! with a single rename. A failed or interrupted ingest leaves published versions untouched and
-//! removes its temporary directory.
+//! with a single rename, under the dataset's publish lock: a version id is published once, and an
+//! identical ingest that finishes second reuses the first one's version. A failed or interrupted
+//! ingest leaves published versions untouched and removes its temporary directory.
 
+use super::index::{self, FrameRow, VideoRow};
+use super::lock::PublishLock;
 use super::*;
+use crate::files::sync_dir;
 use crate::hash::{hex, sha256_file};
-use crate::index::{self, FrameRow, VideoRow};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -20,6 +23,15 @@ pub struct StoreWriter {
     frames: Vec<FrameRow>,
     videos: Vec<VideoRow>,
     published: bool,
+}
+
+/// The version a `publish` left in place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub seq: u32,
+    pub path: PathBuf,
+    /// True when an identical ingest had published this id first and this one was discarded.
+    pub reused: bool,
 }
 
 /// One kept frame's place in its source.
@@ -38,6 +50,7 @@ impl StoreWriter {
             std::fs::remove_dir_all(&tmp).map_err(StoreError::io(&tmp))?;
         }
         std::fs::create_dir(&tmp).map_err(StoreError::io(&tmp))?;
+        interrupt::register(&tmp);
         let payload_path = tmp.join(PAYLOAD_FILE);
         let file = File::create(&payload_path).map_err(StoreError::io(&payload_path))?;
         Ok(StoreWriter {
@@ -91,8 +104,9 @@ impl StoreWriter {
     }
 
     /// Writes the index and metadata, syncs everything and renames the directory into place.
-    /// `meta.files`, `frames` and `videos` are filled in here.
-    pub fn publish(mut self, mut meta: StoreMeta, manifest: &[u8]) -> Result<VersionDir, StoreError> {
+    /// `meta.files`, `frames`, `videos` and `meta_sha256` are filled in here. If a version with
+    /// this id was published meanwhile, this one is discarded and that one returned (`reused`).
+    pub fn publish(mut self, mut meta: StoreMeta, manifest: &[u8]) -> Result<Published, StoreError> {
         let payload_path = self.tmp.join(PAYLOAD_FILE);
         if let Some(w) = self.payload.take() {
             let file = w.into_inner().map_err(|e| StoreError::Io { path: payload_path.clone(), source: e.into_error() })?;
@@ -115,21 +129,24 @@ impl StoreWriter {
         meta.frames = self.frames.len() as u64;
         meta.videos = self.videos.len() as u64;
         meta.frame_bytes = self.frame_bytes as u64;
-        let mut json = serde_json::to_vec_pretty(&meta).map_err(|e| StoreError::Corrupt { path: self.tmp.clone(), message: e.to_string() })?;
-        json.push(b'\n');
-        write_synced(&self.tmp.join(META_FILE), &json)?;
-        sync_dir(&self.tmp)?;
-        // Another ingest may publish at the same moment, and a stray folder may hold a name:
-        // take the next free sequence number.
-        let mut seq = list_versions(&self.dataset_dir)?.last().map_or(1, |v| v.seq + 1);
+        meta.meta_sha256 = Some(check::meta_digest(&meta));
+        write_synced(&self.tmp.join(META_FILE), &check::meta_bytes(&meta))?;
+        sync_dir(&self.tmp).map_err(StoreError::io(&self.tmp))?;
+        let _lock = PublishLock::acquire(&self.dataset_dir)?;
+        let versions = list_versions(&self.dataset_dir)?;
+        if let Some(v) = versions.iter().find(|v| v.id == self.version_id) {
+            return Ok(Published { seq: v.seq, path: v.path.clone(), reused: true });
+        }
+        // A stray folder may hold a name: take the next free sequence number.
+        let mut seq = versions.last().map_or(1, |v| v.seq + 1);
         loop {
             let target = self.dataset_dir.join(format!("{seq:04}-{}", self.version_id));
             if !target.exists() {
-                match std::fs::rename(&self.tmp, &target) {
+                match interrupt::rename(&self.tmp, &target) {
                     Ok(()) => {
                         self.published = true;
-                        sync_dir(&self.dataset_dir)?;
-                        return Ok(VersionDir { seq, id: self.version_id.clone(), path: target });
+                        sync_dir(&self.dataset_dir).map_err(StoreError::io(&self.dataset_dir))?;
+                        return Ok(Published { seq, path: target, reused: false });
                     }
                     Err(_) if target.exists() => {}
                     Err(e) => return Err(StoreError::Io { path: target, source: e }),
@@ -144,7 +161,7 @@ impl Drop for StoreWriter {
     fn drop(&mut self) {
         if !self.published {
             self.payload = None;
-            let _ = std::fs::remove_dir_all(&self.tmp);
+            interrupt::remove(&self.tmp);
         }
     }
 }
@@ -153,8 +170,4 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let mut f = File::create(path).map_err(StoreError::io(path))?;
     f.write_all(bytes).map_err(StoreError::io(path))?;
     f.sync_all().map_err(StoreError::io(path))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(StoreError::io(dir))
 }

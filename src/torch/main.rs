@@ -280,6 +280,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static malloc_conf: &[u8; 36] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
 
 fn main() -> ExitCode {
+    usctl::store::reader::exit_clearly_on_sigbus();
     if std::env::args().nth(1).is_some_and(|a| a == "--version" || a == "-V") {
         println!("libtorch: {}", option_env!("USCTL_LIBTORCH_BUILD").unwrap_or("unknown"));
         // A real tensor operation: proves the library loads and runs, not only links.

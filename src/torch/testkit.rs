@@ -3,7 +3,7 @@
 //! frame to frame, plus noise: frames of one video look alike, videos differ by a learnable pattern.
 
 use std::path::{Path, PathBuf};
-use usctl::index::VideoRow;
+use usctl::store::index::VideoRow;
 use usctl::store::writer::{FrameMeta, StoreWriter};
 use usctl::store::{IngestParams, StoreMeta, FORMAT_NAME, FORMAT_VERSION};
 
@@ -81,6 +81,7 @@ fn write(root: &Path, frames: &[usize], size: usize, pixels: impl Fn(usize, usiz
         videos: 0,
         classes: vec!["a".into(), "b".into()],
         files: Default::default(),
+        meta_sha256: None,
     };
-    w.publish(meta, b"synthetic").unwrap().path
+    w.publish(meta, b"schema = 1\nname = \"synthetic\"\nclasses = [\"a\", \"b\"]\n").unwrap().path
 }

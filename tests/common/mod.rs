@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use usctl::index::{FrameRow, VideoRow};
+use usctl::store::index::{FrameRow, VideoRow};
 
 pub fn usctl() -> Command {
     Command::new(env!("CARGO_BIN_EXE_usctl"))
@@ -76,8 +76,8 @@ pub fn newest(store: &Path) -> PathBuf {
 
 pub fn tables(version: &Path) -> (Vec<VideoRow>, Vec<FrameRow>) {
     (
-        usctl::index::read_videos(&version.join("videos.parquet")).unwrap(),
-        usctl::index::read_frames(&version.join("frames.parquet")).unwrap(),
+        usctl::store::index::read_videos(&version.join("videos.parquet")).unwrap(),
+        usctl::store::index::read_frames(&version.join("frames.parquet")).unwrap(),
     )
 }
 

@@ -5,6 +5,7 @@
 
 use crate::error::StoreError;
 use parquet::basic::{Compression, Encoding, Repetition};
+use parquet::errors::ParquetError;
 use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -92,25 +93,38 @@ fn corrupt(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { path: path.to_path_buf(), message: e.to_string() }
 }
 
+/// A failure while writing a table is the disk's or the folder's (full, read-only, gone), never a
+/// damaged store: an I/O error naming the file, with the operating system's reason when there is one.
+fn write_error(path: &Path, e: impl Into<ParquetError>) -> StoreError {
+    let source = match e.into() {
+        ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
+            Ok(io) => *io,
+            Err(other) => std::io::Error::other(other),
+        },
+        other => std::io::Error::other(other),
+    };
+    StoreError::Io { path: path.to_path_buf(), source }
+}
+
 /// Non-null values plus definition levels (1 = present) for an optional column.
 fn split<T: Clone>(v: &[Option<T>]) -> (Vec<T>, Vec<i16>) {
     (v.iter().flatten().cloned().collect(), v.iter().map(|x| x.is_some() as i16).collect())
 }
 
 fn write_table(path: &Path, schema: &str, columns: Vec<Column>) -> Result<(), StoreError> {
-    let schema = Arc::new(parse_message_type(schema).map_err(|e| corrupt(path, e))?);
+    let schema = Arc::new(parse_message_type(schema).map_err(|e| write_error(path, e))?);
     let optional: Vec<bool> = schema
         .get_fields()
         .iter()
         .map(|f| f.get_basic_info().repetition() == Repetition::OPTIONAL)
         .collect();
     if optional.len() != columns.len() {
-        return Err(corrupt(path, "schema and data disagree on the number of columns"));
+        return Err(write_error(path, ParquetError::General("schema and data disagree on the number of columns".into())));
     }
     // Fixed writer identity and plain settings: the bytes depend on the data alone, which the
     // golden-bytes test pins.
     let props = WriterProperties::builder()
-        .set_created_by(format!("usctl store format {}", crate::store::FORMAT_VERSION))
+        .set_created_by(format!("usctl store format {}", super::FORMAT_VERSION))
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(Compression::UNCOMPRESSED)
         .set_dictionary_enabled(false)
@@ -118,13 +132,13 @@ fn write_table(path: &Path, schema: &str, columns: Vec<Column>) -> Result<(), St
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .build();
     let file = std::fs::File::create(path).map_err(StoreError::io(path))?;
-    let mut writer = SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(|e| corrupt(path, e))?;
-    let mut group = writer.next_row_group().map_err(|e| corrupt(path, e))?;
+    let mut writer = SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(|e| write_error(path, e))?;
+    let mut group = writer.next_row_group().map_err(|e| write_error(path, e))?;
     for (data, optional) in columns.iter().zip(optional) {
         let mut col = group
             .next_column()
-            .map_err(|e| corrupt(path, e))?
-            .ok_or_else(|| corrupt(path, "schema has fewer columns than data"))?;
+            .map_err(|e| write_error(path, e))?
+            .ok_or_else(|| write_error(path, ParquetError::General("schema has fewer columns than data".into())))?;
         let r = match data {
             Column::I32(v) => {
                 let (vals, defs) = split(v);
@@ -144,11 +158,11 @@ fn write_table(path: &Path, schema: &str, columns: Vec<Column>) -> Result<(), St
                 col.typed::<ByteArrayType>().write_batch(&vals, optional.then_some(&defs[..]), None)
             }
         };
-        r.map_err(|e| corrupt(path, e))?;
-        col.close().map_err(|e| corrupt(path, e))?;
+        r.map_err(|e| write_error(path, e))?;
+        col.close().map_err(|e| write_error(path, e))?;
     }
-    group.close().map_err(|e| corrupt(path, e))?;
-    let file = writer.into_inner().map_err(|e| corrupt(path, e))?;
+    group.close().map_err(|e| write_error(path, e))?;
+    let file = writer.into_inner().map_err(|e| write_error(path, e))?;
     file.sync_all().map_err(StoreError::io(path))
 }
 
@@ -338,5 +352,17 @@ mod tests {
         write_videos(&dir.path().join("v.parquet"), &[sample_video(0, true)]).unwrap();
         let err = read_frames(&dir.path().join("v.parquet")).unwrap_err().to_string();
         assert!(err.contains("v.parquet") && err.contains("columns"), "{err}");
+    }
+
+    #[test]
+    fn a_full_disk_is_an_io_error_naming_the_file_not_a_damaged_store() {
+        // /dev/full accepts the open and fails every write with ENOSPC.
+        let full = Path::new("/dev/full");
+        let videos: Vec<VideoRow> = (0..200).map(|i| sample_video(i, true)).collect();
+        for err in [write_videos(full, &videos).unwrap_err(), write_frames(full, &[]).unwrap_err()] {
+            assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+            let text = err.to_string();
+            assert!(text.contains("/dev/full") && text.contains("No space left on device"), "{text}");
+        }
     }
 }
