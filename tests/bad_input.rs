@@ -137,6 +137,7 @@ fn fatal_errors_name_the_file_and_exit_2() {
     let out = ingest(&tmp.path().join("absent.toml"), tmp.path(), &tmp.path().join("s"), &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("absent.toml"));
+    assert_eq!(text(&out).matches("No such file").count(), 1, "the OS error is said once: {}", text(&out));
 
     manifest(&m, "x", &["*.mp4"], &[]);
     let out = ingest(&m, &tmp.path().join("no_such_raw"), &tmp.path().join("s"), &[]);
