@@ -274,6 +274,9 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1");
         }
+        if self.contrastive && self.batch_size < 2 {
+            return bad("batch_size", "must be at least 2 with contrastive on: NT-Xent needs at least 2 pairs per batch (the other videos are the negatives); batch size 1 is only for contrastive off");
+        }
         if !(16..=1024).contains(&self.image_size) {
             return bad("image_size", "must be between 16 and 1024 pixels");
         }
@@ -339,5 +342,16 @@ mod tests {
         assert!(c.validate().is_err());
         c.lambda = 1.0;
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn contrastive_training_needs_two_videos_per_batch() {
+        let one = TrainConfig { batch_size: 1, ..Default::default() };
+        let err = one.validate().unwrap_err().to_string();
+        assert!(matches!(one.validate(), Err(ConfigError::Invalid { key, .. }) if key == "batch_size"), "{err}");
+        assert!(err.contains("NT-Xent") && err.contains("at least 2"), "{err}");
+        TrainConfig { batch_size: 2, ..Default::default() }.validate().unwrap();
+        // Supervised pretraining alone has no negatives to need: one video (two views) per batch.
+        TrainConfig { batch_size: 1, contrastive: false, label_rate: 1.0, ..Default::default() }.validate().unwrap();
     }
 }

@@ -53,8 +53,13 @@ fn trains_from_the_front_door_and_refuses_what_it_should() {
     // A value out of range names the key.
     let bad = train(&store, &dir.path().join("run3"), &["--label-rate", "2"]);
     assert!(text(&bad).contains("label_rate"), "{}", text(&bad));
-    // Batch size 1 works (the reference's squeeze() broke it).
+    // Batch size 1 is refused with NT-Xent (one pair has no negatives), naming the key…
     let one = train(&store, &dir.path().join("run4"), &["--batch-size", "1", "--epochs", "1"]);
+    assert_eq!(one.status.code(), Some(2));
+    assert!(text(&one).contains("batch_size") && text(&one).contains("NT-Xent"), "{}", text(&one));
+    assert!(!dir.path().join("run4").join("config.toml").exists());
+    // …and works for supervised pretraining (the reference's squeeze() broke it).
+    let one = train(&store, &dir.path().join("run5"), &["--batch-size", "1", "--epochs", "1", "--contrastive", "off", "--label-rate", "1"]);
     assert!(one.status.success(), "{}", text(&one));
 }
 

@@ -179,8 +179,10 @@ impl EvalConfig {
         if self.folds < 2 {
             return bad("folds", "must be at least 2");
         }
-        if self.seeds == 0 || self.epochs == 0 || self.batch_size == 0 {
-            return bad("seeds", "seeds, epochs and batch_size must each be at least 1");
+        for (key, n) in [("seeds", self.seeds), ("epochs", self.epochs as usize), ("batch_size", self.batch_size)] {
+            if n == 0 {
+                return bad(key, "must be at least 1");
+            }
         }
         if !(16..=1024).contains(&self.image_size) {
             return bad("image_size", "must be between 16 and 1024 pixels");
@@ -225,5 +227,18 @@ mod tests {
         assert!(c.validate().is_err());
         assert!("test".parse::<Selection>().is_err(), "selecting on the test fold takes its own flag");
         assert!(EvalConfig { augment_train: false, ..Default::default() }.caches_features());
+    }
+
+    #[test]
+    fn each_count_is_blamed_by_its_own_key() {
+        for (c, key) in [
+            (EvalConfig { seeds: 0, ..Default::default() }, "seeds"),
+            (EvalConfig { epochs: 0, ..Default::default() }, "epochs"),
+            (EvalConfig { batch_size: 0, ..Default::default() }, "batch_size"),
+        ] {
+            let err = c.validate().unwrap_err();
+            assert!(matches!(&err, ConfigError::Invalid { key: k, .. } if k == key), "{key}: {err}");
+            assert!(err.to_string().contains(&format!("`{key}` must be at least 1")), "{err}");
+        }
     }
 }
