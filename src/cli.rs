@@ -95,6 +95,10 @@ pub struct ExportArgs {
     /// An evaluation directory (`usctl eval --out`) whose summary goes into the model card.
     #[arg(long)]
     pub eval: Option<PathBuf>,
+    /// Overwrite an existing --out and its model card (a .json that is not a usctl model card is
+    /// never overwritten).
+    #[arg(long)]
+    pub force: bool,
     /// Print the model card as JSON on stdout.
     #[arg(long)]
     pub json: bool,

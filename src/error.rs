@@ -163,6 +163,12 @@ impl EvalError {
 pub enum ExportError {
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
+    #[error("{path} already exists; pass --force to overwrite it, or choose another --out")]
+    Exists { path: PathBuf },
+    #[error("{path} is not a usctl model card, and the model card of --out would replace it; it is never overwritten, even with --force: move it away or choose another --out")]
+    NotACard { path: PathBuf },
+    #[error("--out {path} ends in .json, where its model card goes; give a .safetensors file")]
+    JsonOut { path: PathBuf },
     #[error(transparent)]
     Eval(#[from] EvalError),
     #[error("{path}: {source}")]

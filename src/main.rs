@@ -193,7 +193,7 @@ fn run_info(a: StoreArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {
-    let e = usctl::export::export(&a.checkpoint, &a.out, a.eval.as_deref())?;
+    let e = usctl::export::export(&a.checkpoint, &a.out, a.eval.as_deref(), a.force)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&e.card)?);
     } else {
