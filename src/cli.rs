@@ -70,15 +70,8 @@ pub struct IngestArgs {
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Store root, dataset folder, or version folder.
-    #[arg(long)]
-    pub store: PathBuf,
-    /// Dataset to use when the store root holds several.
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// An older version: its folder name, a prefix of its id, or its sequence number.
-    #[arg(long)]
-    pub version: Option<String>,
+    #[command(flatten)]
+    pub sel: usctl::args::StoreSel,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,

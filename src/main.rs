@@ -8,7 +8,7 @@ use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command, ExportArgs, IngestArgs, ReportArgs, StoreArgs};
 use std::process::ExitCode;
 use usctl::ingest::{self, IngestOptions, IngestReport};
-use usctl::store::{self, reader::Store};
+use usctl::store::reader::Store;
 
 fn main() -> ExitCode {
     // Answered before clap so that only `--version` pays for probing CUDA.
@@ -140,12 +140,8 @@ fn print_ingest(r: &IngestReport) {
     }
 }
 
-fn open(a: &StoreArgs) -> anyhow::Result<std::path::PathBuf> {
-    Ok(store::locate(&a.store, a.dataset.as_deref(), a.version.as_deref())?)
-}
-
 fn run_verify(a: StoreArgs) -> anyhow::Result<ExitCode> {
-    let dir = open(&a)?;
+    let dir = a.sel.locate()?;
     let report = usctl::verify::verify(&dir)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -168,7 +164,7 @@ fn run_verify(a: StoreArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_info(a: StoreArgs) -> anyhow::Result<ExitCode> {
-    let dir = open(&a)?;
+    let dir = a.sel.locate()?;
     let store = Store::open(&dir)?;
     let m = &store.meta;
     if a.json {

@@ -139,3 +139,18 @@ fn init_reads_torchvision_weights() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).contains("bad.safetensors") && text(&bad).contains("torchvision names"), "{}", text(&bad));
 }
+
+#[test]
+fn negative_numbers_are_values_and_fail_validation_by_key() {
+    // No store is needed: flags are read and the config validated before the store is opened.
+    let dir = tempfile::tempdir().unwrap();
+    let out = train(&dir.path().join("no-store"), &dir.path().join("run"), &["--lr", "-1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("`lr`") && text(&out).contains("must be > 0"), "{}", text(&out));
+    // A negative exponent too (clap alone takes `-1e-3` for short flags).
+    let out = train(&dir.path().join("no-store"), &dir.path().join("run"), &["--lr", "-1e-3"]);
+    assert!(text(&out).contains("`lr`") && text(&out).contains("must be > 0"), "{}", text(&out));
+    let out = train(&dir.path().join("no-store"), &dir.path().join("run"), &["--lambda", "-0.5"]);
+    assert!(text(&out).contains("`lambda`") && text(&out).contains("≥ 0"), "{}", text(&out));
+    assert!(!dir.path().join("run").exists());
+}
