@@ -326,19 +326,27 @@ impl RunOverrides {
 }
 
 /// `config` with `overrides` on top: both serialised, each given override replacing the config
-/// key of its name. An override whose name is no config key is an error, never silently nothing.
+/// key of its name. An override whose name is no config key is an error, never silently nothing;
+/// so is a value the key cannot take (NaN and infinities serialise to no number), naming the key.
 pub fn merge<C: Serialize + serde::de::DeserializeOwned>(config: &C, overrides: &impl Serialize) -> Result<C, ConfigError> {
     let invalid = |key: &str, message: String| ConfigError::Invalid { key: key.into(), message };
-    let mut merged = serde_json::to_value(config).map_err(|e| invalid("(all)", format!("cannot be serialised: {e}")))?;
-    let given = serde_json::to_value(overrides).map_err(|e| invalid("(overrides)", format!("cannot be serialised: {e}")))?;
-    let (Some(keys), Some(given)) = (merged.as_object_mut(), given.as_object()) else {
-        return Err(invalid("(all)", "config and overrides must be tables".into()));
+    let (base, given) = (serde_json::to_value(config), serde_json::to_value(overrides));
+    let (Ok(serde_json::Value::Object(base)), Ok(serde_json::Value::Object(given))) = (base, given) else {
+        return Err(invalid("(command line)", "config and overrides must serialise to tables".into()));
     };
-    for (key, value) in given {
-        let slot = keys.get_mut(key).ok_or_else(|| invalid(key, "is set by a command-line flag but is no config key".into()))?;
-        *slot = value.clone();
+    let with = |pairs: &[(&String, &serde_json::Value)]| -> Result<C, ConfigError> {
+        let mut merged = base.clone();
+        for (key, value) in pairs {
+            let slot = merged.get_mut(key.as_str()).ok_or_else(|| invalid(key, "is set by a command-line flag but is no config key".into()))?;
+            *slot = (*value).clone();
+        }
+        serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| invalid(pairs.first().map_or("", |p| p.0), format!("cannot take the value given on the command line ({e})")))
+    };
+    let pairs: Vec<(&String, &serde_json::Value)> = given.iter().collect();
+    for pair in &pairs {
+        with(std::slice::from_ref(pair))?;
     }
-    serde_json::from_value(merged).map_err(|e| invalid("(command line)", format!("cannot be applied: {e}")))
+    with(&pairs)
 }
 
 /// `T`'s arguments as (id, `--long`) pairs, in the order they are declared.
@@ -502,6 +510,10 @@ pub(crate) mod tests {
         }
         let err = merge(&TrainConfig::default(), &Stray { epoch: 3 }).unwrap_err();
         assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "epoch"), "{err}");
+        // A value the key cannot take is named by its key.
+        let run = RunOverrides { epochs: Some(3), lr: Some(f64::NAN), ..Default::default() };
+        let err = TrainConfig::default().apply(&Overrides { run, ..Default::default() }).unwrap_err();
+        assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "lr"), "{err}");
     }
 
     #[test]
