@@ -450,13 +450,19 @@ mod tests {
         EvalConfig { protocol, folds: 2, seeds: 1, epochs: 2, batch_size: 4, image_size: 32, lr: 1e-3, device: usctl::config::DeviceChoice::Cpu, threads: 1, exclude_classes: vec![], ..Default::default() }
     }
 
+    /// A labelled test store of `videos` videos in `dir`, opened, and the dataset `c` selects.
+    fn opened(dir: &Path, videos: usize, c: &EvalConfig) -> (Store, Dataset) {
+        let version = testkit::labelled_store(dir, videos, 32);
+        let store = Store::open(&version).unwrap();
+        let ds = data::select(&version, &store.meta.classes, &store.videos, c).unwrap();
+        (store, ds)
+    }
+
     #[test]
     fn last3_changes_only_the_last_block_and_the_classifier() {
         let dir = tempfile::tempdir().unwrap();
-        let version = testkit::labelled_store(dir.path(), 12, 32);
-        let store = Store::open(&version).unwrap();
         let c = config(Protocol::Last3);
-        let ds = data::select(&version, &store.meta.classes, &store.videos, &c).unwrap();
+        let (store, ds) = opened(dir.path(), 12, &c);
         let folds = folds::split(&ds.items(), 2, 0).unwrap();
         let ctx = Ctx { store: &store, ds: &ds, c: &c, device: Device::Cpu, init: None, cache: None };
         // The model run_fold builds for fold 0, seed 0: its initial weights, then train it.
@@ -546,10 +552,8 @@ mod tests {
     #[test]
     fn weights_that_overflowed_stop_the_scoring() {
         let dir = tempfile::tempdir().unwrap();
-        let version = testkit::labelled_store(dir.path(), 8, 32);
-        let store = Store::open(&version).unwrap();
         let c = config(Protocol::Linear);
-        let ds = data::select(&version, &store.meta.classes, &store.videos, &c).unwrap();
+        let (store, ds) = opened(dir.path(), 8, &c);
         let ctx = Ctx { store: &store, ds: &ds, c: &c, device: Device::Cpu, init: None, cache: None };
         let model = ctx.model(0).unwrap();
         let at = At { fold: 1, rep: 2, epoch: 7 };
