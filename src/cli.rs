@@ -70,15 +70,8 @@ pub struct IngestArgs {
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Store root, dataset folder, or version folder.
-    #[arg(long)]
-    pub store: PathBuf,
-    /// Dataset to use when the store root holds several.
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// An older version: its folder name, a prefix of its id, or its sequence number.
-    #[arg(long)]
-    pub version: Option<String>,
+    #[command(flatten)]
+    pub sel: usctl::args::StoreSel,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -95,6 +88,10 @@ pub struct ExportArgs {
     /// An evaluation directory (`usctl eval --out`) whose summary goes into the model card.
     #[arg(long)]
     pub eval: Option<PathBuf>,
+    /// Overwrite an existing --out and its model card (a .json that is not a usctl model card is
+    /// never overwritten).
+    #[arg(long)]
+    pub force: bool,
     /// Print the model card as JSON on stdout.
     #[arg(long)]
     pub json: bool,

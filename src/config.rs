@@ -2,7 +2,9 @@
 //! subset (unknown keys are rejected), command-line overrides go on top, and the resolved result is
 //! saved in the run directory so that the run can be resumed and reproduced from it alone.
 
+use crate::args::parse_on_off;
 use crate::error::ConfigError;
+use clap::{Args, FromArgMatches};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -231,23 +233,156 @@ impl Default for TrainConfig {
     }
 }
 
-/// Command-line overrides; `None` keeps the file's (or the default) value.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
+/// Training flags that change what a run computes; `--resume` refuses each of them (a resumed run
+/// continues exactly). Each field is a config key of the same name; `None` keeps the file's (or
+/// the default) value.
+#[derive(Debug, Clone, Default, Serialize, Args)]
+pub struct RunOverrides {
+    /// Passes over the training videos (paper: 300).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub epochs: Option<u32>,
+    /// Training images are SIZE×SIZE (paper: 224).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image_size: Option<i64>,
+    /// Videos per batch.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
-    pub device: Option<DeviceChoice>,
+    /// spg, rstfv, rsofv or rs.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pairs: Option<Pairs>,
+    /// Weight of the classification loss (0: pure self-supervision).
+    #[arg(long, allow_hyphen_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lambda: Option<f64>,
+    /// Fraction of labelled videos whose labels are used.
+    #[arg(long, allow_hyphen_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub label_rate: Option<f64>,
+    /// The one seed everything random derives from.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Adam learning rate (peak, after warm-up).
+    #[arg(long, allow_hyphen_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
+    /// Epochs of linear learning-rate warm-up before the cosine decay (paper: 10).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_epochs: Option<u32>,
+    /// on, or off for pure supervised pretraining.
+    #[arg(long, value_parser = parse_on_off)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub contrastive: Option<bool>,
+    /// A torchvision-named ResNet-18 safetensors file for the backbone, or "random".
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "random_is_none")]
     pub init: Option<String>,
+}
+
+/// `--init random` is the config's `init = none`.
+fn random_is_none<S: serde::Serializer>(init: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    init.as_deref().filter(|i| *i != "random").serialize(s)
+}
+
+/// Training flags that change only how a run runs, not its results: the only ones `--resume`
+/// accepts.
+#[derive(Debug, Clone, Default, Serialize, Args)]
+pub struct HowOverrides {
+    /// auto, cpu or cuda.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceChoice>,
+    /// libtorch threads (0: all cores).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// Batch-assembly threads.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub loader_threads: Option<usize>,
+}
+
+/// Every training flag that overrides a config key.
+#[derive(Debug, Clone, Default, Serialize, Args)]
+pub struct Overrides {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub run: RunOverrides,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub how: HowOverrides,
+}
+
+impl RunOverrides {
+    /// The flags given (`--epochs`, …), as typed on the command line.
+    pub fn given(&self) -> Vec<String> {
+        given_flags(self)
+    }
+}
+
+/// `config` with `overrides` on top: both serialised, each given override replacing the config
+/// key of its name. An override whose name is no config key is an error, never silently nothing;
+/// so is a value the key cannot take (NaN and infinities serialise to no number), naming the key.
+pub fn merge<C: Serialize + serde::de::DeserializeOwned>(config: &C, overrides: &impl Serialize) -> Result<C, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid { key: key.into(), message };
+    let (base, given) = (serde_json::to_value(config), serde_json::to_value(overrides));
+    let (Ok(serde_json::Value::Object(base)), Ok(serde_json::Value::Object(given))) = (base, given) else {
+        return Err(invalid("(command line)", "config and overrides must serialise to tables".into()));
+    };
+    let with = |pairs: &[(&String, &serde_json::Value)]| -> Result<C, ConfigError> {
+        let mut merged = base.clone();
+        for (key, value) in pairs {
+            let slot = merged.get_mut(key.as_str()).ok_or_else(|| invalid(key, "is set by a command-line flag but is no config key".into()))?;
+            *slot = (*value).clone();
+        }
+        serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| invalid(pairs.first().map_or("", |p| p.0), format!("cannot take the value given on the command line ({e})")))
+    };
+    let pairs: Vec<(&String, &serde_json::Value)> = given.iter().collect();
+    for pair in &pairs {
+        with(std::slice::from_ref(pair))?;
+    }
+    with(&pairs)
+}
+
+/// `T`'s arguments as (id, `--long`) pairs, in the order they are declared.
+fn flags_of<T: Args>() -> Vec<(String, String)> {
+    let command = T::augment_args(clap::Command::new("flags"));
+    command.get_arguments().map(|a| (a.get_id().to_string(), format!("--{}", a.get_long().unwrap_or(a.get_id().as_str())))).collect()
+}
+
+/// `T`'s long flags (`--name`), in the order they are declared.
+pub fn long_flags<T: Args>() -> Vec<String> {
+    flags_of::<T>().into_iter().map(|(_, flag)| flag).collect()
+}
+
+/// The long flags of the fields that `overrides` serialises, i.e. the ones given.
+pub fn given_flags<T: Serialize + Args>(overrides: &T) -> Vec<String> {
+    let given = serde_json::to_value(overrides).unwrap_or_default();
+    flags_of::<T>().into_iter().filter(|(id, _)| given.get(id).is_some()).map(|(_, flag)| flag).collect()
+}
+
+/// For each long flag of `T`, the values of `T` that parse from it with each of `samples` (a flag
+/// that takes no value is given alone). Lets tests cover every flag of a struct without listing
+/// them by hand.
+pub fn each_flag<T: Args + FromArgMatches>(samples: &[&str]) -> Vec<(String, Vec<T>)> {
+    let command = T::augment_args(clap::Command::new("flags").no_binary_name(true));
+    let parse = |args: &[&str]| command.clone().try_get_matches_from(args).ok().and_then(|m| T::from_arg_matches(&m).ok());
+    long_flags::<T>()
+        .into_iter()
+        .map(|flag| {
+            let alone = parse(&[flag.as_str()]);
+            let values = match alone {
+                Some(v) => vec![v],
+                None => samples.iter().filter_map(|v| parse(&[flag.as_str(), v])).collect(),
+            };
+            (flag, values)
+        })
+        .collect()
 }
 
 impl TrainConfig {
@@ -255,14 +390,9 @@ impl TrainConfig {
         load_toml(path)
     }
 
-    pub fn apply(&mut self, o: &Overrides) {
-        macro_rules! set {
-            ($($f:ident),*) => { $( if let Some(v) = o.$f.clone() { self.$f = v; } )* };
-        }
-        set!(epochs, image_size, batch_size, device, pairs, lambda, label_rate, seed, lr, warmup_epochs, contrastive, threads, loader_threads);
-        if let Some(i) = &o.init {
-            self.init = (i != "random").then(|| i.clone());
-        }
+    pub fn apply(&mut self, o: &Overrides) -> Result<(), ConfigError> {
+        *self = merge(self, o)?;
+        Ok(())
     }
 
     /// Rejects values that would fail later or train nonsense, naming the key to change.
@@ -273,6 +403,9 @@ impl TrainConfig {
         }
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1");
+        }
+        if self.contrastive && self.batch_size < 2 {
+            return bad("batch_size", "must be at least 2 with contrastive on: NT-Xent needs at least 2 pairs per batch (the other videos are the negatives); batch size 1 is only for contrastive off");
         }
         if !(16..=1024).contains(&self.image_size) {
             return bad("image_size", "must be between 16 and 1024 pixels");
@@ -312,7 +445,7 @@ impl TrainConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -331,7 +464,9 @@ mod tests {
     #[test]
     fn overrides_and_validation() {
         let mut c = TrainConfig::default();
-        c.apply(&Overrides { epochs: Some(2), pairs: Some(Pairs::Rs), init: Some("random".into()), ..Default::default() });
+        c.init = Some("x.safetensors".into());
+        let run = RunOverrides { epochs: Some(2), pairs: Some(Pairs::Rs), init: Some("random".into()), ..Default::default() };
+        c.apply(&Overrides { run, ..Default::default() }).unwrap();
         assert_eq!((c.epochs, c.pairs, c.init.clone()), (2, Pairs::Rs, None));
         c.label_rate = 1.5;
         assert!(matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "label_rate"));
@@ -339,5 +474,56 @@ mod tests {
         assert!(c.validate().is_err());
         c.lambda = 1.0;
         c.validate().unwrap();
+    }
+
+    /// Applies each flag of `O` (every value `samples` gives it) to `default` and returns, per
+    /// flag, the one config key it changes; panics naming a flag that changes no key, or several.
+    pub(crate) fn key_of_each_flag<C: Serialize + Clone, O: Args + FromArgMatches>(default: &C, samples: &[&str], apply: impl Fn(&mut C, &O) -> Result<(), ConfigError>) -> Vec<(String, String)> {
+        let before = serde_json::to_value(default).unwrap();
+        let flags = each_flag::<O>(samples);
+        assert!(!flags.is_empty());
+        let mut keys = Vec::new();
+        for (flag, values) in flags {
+            let key = values.iter().find_map(|o| {
+                let mut c = default.clone();
+                apply(&mut c, o).unwrap_or_else(|e| panic!("{flag}: {e}"));
+                let after = serde_json::to_value(&c).unwrap();
+                let changed: Vec<&String> = after.as_object().unwrap().iter().filter(|(k, v)| before[k.as_str()] != **v).map(|(k, _)| k).collect();
+                (changed.len() == 1).then(|| changed[0].clone())
+            });
+            keys.push((flag.clone(), key.unwrap_or_else(|| panic!("{flag} must change exactly one config key; values tried: {samples:?}"))));
+        }
+        keys
+    }
+
+    #[test]
+    fn every_training_flag_sets_the_config_key_of_its_name() {
+        let keys = key_of_each_flag(&TrainConfig::default(), &["7", "rs", "cpu", "off", "x.safetensors"], |c: &mut TrainConfig, o: &Overrides| c.apply(o));
+        assert_eq!(keys.len(), 14, "{keys:?}");
+        for (flag, key) in keys {
+            assert_eq!(flag, format!("--{}", key.replace('_', "-")));
+        }
+        // A name that is no config key is an error, not an override that silently does nothing.
+        #[derive(Serialize)]
+        struct Stray {
+            epoch: u32,
+        }
+        let err = merge(&TrainConfig::default(), &Stray { epoch: 3 }).unwrap_err();
+        assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "epoch"), "{err}");
+        // A value the key cannot take is named by its key.
+        let run = RunOverrides { epochs: Some(3), lr: Some(f64::NAN), ..Default::default() };
+        let err = TrainConfig::default().apply(&Overrides { run, ..Default::default() }).unwrap_err();
+        assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "lr"), "{err}");
+    }
+
+    #[test]
+    fn contrastive_training_needs_two_videos_per_batch() {
+        let one = TrainConfig { batch_size: 1, ..Default::default() };
+        let err = one.validate().unwrap_err().to_string();
+        assert!(matches!(one.validate(), Err(ConfigError::Invalid { key, .. }) if key == "batch_size"), "{err}");
+        assert!(err.contains("NT-Xent") && err.contains("at least 2"), "{err}");
+        TrainConfig { batch_size: 2, ..Default::default() }.validate().unwrap();
+        // Supervised pretraining alone has no negatives to need: one video (two views) per batch.
+        TrainConfig { batch_size: 1, contrastive: false, label_rate: 1.0, ..Default::default() }.validate().unwrap();
     }
 }

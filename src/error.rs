@@ -148,6 +148,8 @@ pub enum EvalError {
     Data { path: PathBuf, message: String },
     #[error("folds file {path}: {message}")]
     FoldsFile { path: PathBuf, message: String },
+    #[error("fine-tuning diverged: the {what} loss became {value} at fold {fold}, seed {seed}, epoch {epoch}; lower --lr or check the store")]
+    Diverged { what: &'static str, value: f64, fold: usize, seed: usize, epoch: u32 },
     #[error("evaluation directory {path} already holds a report; choose a new --out")]
     Exists { path: PathBuf },
     #[error("evaluation report {path}: {message}")]
@@ -167,6 +169,12 @@ impl EvalError {
 pub enum ExportError {
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
+    #[error("{path} already exists; pass --force to overwrite it, or choose another --out")]
+    Exists { path: PathBuf },
+    #[error("{path} is not a usctl model card, and the model card of --out would replace it; it is never overwritten, even with --force: move it away or choose another --out")]
+    NotACard { path: PathBuf },
+    #[error("--out {path} ends in .json, where its model card goes; give a .safetensors file")]
+    JsonOut { path: PathBuf },
     #[error(transparent)]
     Eval(#[from] EvalError),
     #[error("{path}: {source}")]

@@ -71,13 +71,31 @@ pub struct Exported {
     pub card: Value,
 }
 
+/// Whether the files an export writes may be written: an existing `out` or model card only with
+/// `force`, and a `.json` that is not a usctl model card never.
+fn check_targets(out: &Path, force: bool) -> Result<(), ExportError> {
+    let card = card_path(out);
+    if card == out {
+        return Err(ExportError::JsonOut { path: out.to_path_buf() });
+    }
+    if card.exists() && read_json(&card).is_none_or(|v| v.get("format").and_then(Value::as_str) != Some(FORMAT)) {
+        return Err(ExportError::NotACard { path: card });
+    }
+    if let Some(p) = [out, card.as_path()].into_iter().find(|p| p.exists()).filter(|_| !force) {
+        return Err(ExportError::Exists { path: p.to_path_buf() });
+    }
+    Ok(())
+}
+
 /// Exports `checkpoint`'s backbone to `out` (and its card to `card_path(out)`); `eval` is an
-/// evaluation directory whose summary goes into the card.
-pub fn export(checkpoint: &Path, out: &Path, eval: Option<&Path>) -> Result<Exported, ExportError> {
+/// evaluation directory whose summary goes into the card. Existing files are replaced only with
+/// `force` (and a `.json` that is not a model card never).
+pub fn export(checkpoint: &Path, out: &Path, eval: Option<&Path>, force: bool) -> Result<Exported, ExportError> {
     let fail = |message: String| ExportError::Checkpoint { path: checkpoint.to_path_buf(), message };
     if out.canonicalize().ok().is_some_and(|o| checkpoint.canonicalize().ok() == Some(o)) {
         return Err(fail("--out names the checkpoint itself; choose another file".into()));
     }
+    check_targets(out, force)?;
     let bytes = std::fs::read(checkpoint).map_err(|source| ExportError::Io { path: checkpoint.to_path_buf(), source })?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a safetensors file ({e:?}); give last.safetensors or best.safetensors of a `usctl train` run")))?;
     let state: Value = SafeTensors::read_metadata(&bytes)
@@ -190,7 +208,7 @@ mod tests {
         write_safetensors(&ckpt, &tensors, Some(state)).unwrap();
         std::fs::write(dir.path().join("config.toml"), "image_size = 64\n[augment]\nmean = 0.5\nstd = 0.25\n").unwrap();
         let out = dir.path().join("backbone.safetensors");
-        let e = export(&ckpt, &out, None).unwrap();
+        let e = export(&ckpt, &out, None, false).unwrap();
         assert_eq!((e.tensors, e.parameters), (6, 2));
         let bytes = std::fs::read(&out).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
@@ -206,9 +224,46 @@ mod tests {
 
         // Not a checkpoint, a checkpoint without a backbone, and --out = the checkpoint: refused.
         std::fs::write(dir.path().join("x.safetensors"), b"nope").unwrap();
-        assert!(export(&dir.path().join("x.safetensors"), &out, None).unwrap_err().to_string().contains("not a safetensors file"));
-        let err = export(&out, &dir.path().join("again.safetensors"), None).unwrap_err().to_string();
+        assert!(export(&dir.path().join("x.safetensors"), &out, None, true).unwrap_err().to_string().contains("not a safetensors file"));
+        let err = export(&out, &dir.path().join("again.safetensors"), None, false).unwrap_err().to_string();
         assert!(err.contains("no complete `backbone.*`"), "{err}");
-        assert!(export(&ckpt, &ckpt, None).is_err());
+        assert!(export(&ckpt, &ckpt, None, true).is_err());
+    }
+
+    #[test]
+    fn never_overwrites_without_force_nor_a_json_that_is_not_a_model_card() {
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = dir.path().join("last.safetensors");
+        let tensors = vec![("backbone.conv1.weight".to_string(), f32s(&[2, 1, 1, 1], 0.0)), ("backbone.layer4.1.bn2.running_var".to_string(), f32s(&[2], 9.0))];
+        write_safetensors(&ckpt, &tensors, None).unwrap();
+        let out = dir.path().join("backbone.safetensors");
+        export(&ckpt, &out, None, false).unwrap();
+
+        // An existing export (file and card): refused without --force, naming the file and flag.
+        std::fs::write(&out, b"older export").unwrap();
+        let err = export(&ckpt, &out, None, false).unwrap_err().to_string();
+        assert!(err.contains("backbone.safetensors") && err.contains("--force"), "{err}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"older export", "untouched");
+        // Only the card left: refused too, naming the card.
+        std::fs::remove_file(&out).unwrap();
+        let err = export(&ckpt, &out, None, false).unwrap_err().to_string();
+        assert!(err.contains("backbone.json") && err.contains("--force"), "{err}");
+        assert!(!out.exists());
+        // With --force both are replaced.
+        export(&ckpt, &out, None, true).unwrap();
+        assert!(SafeTensors::deserialize(&std::fs::read(&out).unwrap()).is_ok() && card_path(&out).is_file());
+
+        // A .json beside --out that is not a usctl model card is never overwritten, even with --force.
+        let other = dir.path().join("weights.safetensors");
+        std::fs::write(card_path(&other), b"{\"my\": \"notes\"}").unwrap();
+        for force in [false, true] {
+            let err = export(&ckpt, &other, None, force).unwrap_err().to_string();
+            assert!(err.contains("weights.json") && err.contains("not a usctl model card") && err.contains("even with --force"), "{err}");
+            assert_eq!(std::fs::read(card_path(&other)).unwrap(), b"{\"my\": \"notes\"}");
+            assert!(!other.exists(), "nothing written");
+        }
+        // --out FILE.json would put the card over the backbone.
+        let err = export(&ckpt, &dir.path().join("b.json"), None, true).unwrap_err().to_string();
+        assert!(err.contains("b.json"), "{err}");
     }
 }

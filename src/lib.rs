@@ -4,6 +4,7 @@
 //! src/torch/, so that `usctl`, ingest, export and reports never load libtorch. Data flows one way:
 //! manifest → ingest → store → loader → trainer → checkpoint → eval/export.
 
+pub mod args;
 pub mod augment;
 pub mod config;
 pub mod error;

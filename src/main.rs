@@ -8,10 +8,10 @@ use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command, ExportArgs, IngestArgs, ReportArgs, StoreArgs};
 use std::process::ExitCode;
 use usctl::ingest::{self, IngestOptions, IngestReport};
-use usctl::store::{self, reader::Store};
+use usctl::store::reader::Store;
 
 fn main() -> ExitCode {
-    store::reader::exit_clearly_on_sigbus();
+    usctl::store::reader::exit_clearly_on_sigbus();
     // Answered before clap so that only `--version` pays for probing CUDA.
     if std::env::args().nth(1).is_some_and(|a| a == "--version" || a == "-V") {
         println!("usctl {}", long_version());
@@ -141,12 +141,8 @@ fn print_ingest(r: &IngestReport) {
     }
 }
 
-fn open(a: &StoreArgs) -> anyhow::Result<std::path::PathBuf> {
-    Ok(store::locate(&a.store, a.dataset.as_deref(), a.version.as_deref())?)
-}
-
 fn run_verify(a: StoreArgs) -> anyhow::Result<ExitCode> {
-    let dir = open(&a)?;
+    let dir = a.sel.locate()?;
     let report = usctl::store::verify::verify(&dir)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -176,7 +172,7 @@ fn run_verify(a: StoreArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_info(a: StoreArgs) -> anyhow::Result<ExitCode> {
-    let dir = open(&a)?;
+    let dir = a.sel.locate()?;
     let store = Store::open(&dir)?;
     let m = &store.meta;
     if a.json {
@@ -201,7 +197,7 @@ fn run_info(a: StoreArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {
-    let e = usctl::export::export(&a.checkpoint, &a.out, a.eval.as_deref())?;
+    let e = usctl::export::export(&a.checkpoint, &a.out, a.eval.as_deref(), a.force)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&e.card)?);
     } else {

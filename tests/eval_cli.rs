@@ -135,3 +135,15 @@ print(json.dumps({"missing": sorted(r.missing_keys), "unexpected": sorted(r.unex
     let diff = tv.iter().zip(&from_export).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff < 1e-4 * scale, "torchvision and usctl features differ by {diff} (scale {scale})");
 }
+
+#[test]
+fn negative_numbers_are_values_and_fail_validation_by_key() {
+    // No store is needed: flags are read and the config validated before the store is opened.
+    let dir = tempfile::tempdir().unwrap();
+    for lr in ["-1", "-1e-3"] {
+        let out = eval(&dir.path().join("no-store"), Path::new("random"), &dir.path().join("ev"), &["--lr", lr]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out).contains("`lr`") && text(&out).contains("must be > 0"), "{lr}: {}", text(&out));
+    }
+    assert!(!dir.path().join("ev").exists());
+}

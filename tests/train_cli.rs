@@ -53,8 +53,13 @@ fn trains_from_the_front_door_and_refuses_what_it_should() {
     // A value out of range names the key.
     let bad = train(&store, &dir.path().join("run3"), &["--label-rate", "2"]);
     assert!(text(&bad).contains("label_rate"), "{}", text(&bad));
-    // Batch size 1 works (the reference's squeeze() broke it).
+    // Batch size 1 is refused with NT-Xent (one pair has no negatives), naming the key…
     let one = train(&store, &dir.path().join("run4"), &["--batch-size", "1", "--epochs", "1"]);
+    assert_eq!(one.status.code(), Some(2));
+    assert!(text(&one).contains("batch_size") && text(&one).contains("NT-Xent"), "{}", text(&one));
+    assert!(!dir.path().join("run4").join("config.toml").exists());
+    // …and works for supervised pretraining (the reference's squeeze() broke it).
+    let one = train(&store, &dir.path().join("run5"), &["--batch-size", "1", "--epochs", "1", "--contrastive", "off", "--label-rate", "1"]);
     assert!(one.status.success(), "{}", text(&one));
 }
 
@@ -133,4 +138,19 @@ fn init_reads_torchvision_weights() {
     let bad = train(&store, &dir.path().join("run2"), &["--init", dir.path().join("bad.safetensors").to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).contains("bad.safetensors") && text(&bad).contains("torchvision names"), "{}", text(&bad));
+}
+
+#[test]
+fn negative_numbers_are_values_and_fail_validation_by_key() {
+    // No store is needed: flags are read and the config validated before the store is opened.
+    let dir = tempfile::tempdir().unwrap();
+    let out = train(&dir.path().join("no-store"), &dir.path().join("run"), &["--lr", "-1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("`lr`") && text(&out).contains("must be > 0"), "{}", text(&out));
+    // A negative exponent too (clap alone takes `-1e-3` for short flags).
+    let out = train(&dir.path().join("no-store"), &dir.path().join("run"), &["--lr", "-1e-3"]);
+    assert!(text(&out).contains("`lr`") && text(&out).contains("must be > 0"), "{}", text(&out));
+    let out = train(&dir.path().join("no-store"), &dir.path().join("run"), &["--lambda", "-0.5"]);
+    assert!(text(&out).contains("`lambda`") && text(&out).contains("≥ 0"), "{}", text(&out));
+    assert!(!dir.path().join("run").exists());
 }

@@ -3,8 +3,10 @@
 //! resized crop 0.8–1 and flips, no colour jitter, 224 px), except that the epoch is never chosen
 //! on the test fold unless asked for by name.
 
-use crate::config::{load_toml, AugmentConfig, DeviceChoice};
+use crate::args::parse_on_off;
+use crate::config::{load_toml, merge, AugmentConfig, DeviceChoice};
 use crate::error::ConfigError;
+use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -144,21 +146,67 @@ impl Default for EvalConfig {
     }
 }
 
-/// Command-line overrides; `None` keeps the file's (or the default) value.
-#[derive(Debug, Clone, Default)]
+/// Evaluation flags that override config keys; `None` keeps the file's (or the default) value.
+/// Each field is the config key of its name (`--augment` sets `augment_train`); `--select-on-test`
+/// sets `selection = "test"`.
+#[derive(Debug, Clone, Default, Serialize, Args)]
 pub struct EvalOverrides {
+    /// Root seed of folds, initialisation, batch order and augmentation.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// k of k-fold cross-validation (default 5).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub folds: Option<usize>,
+    /// Repetitions of every fold with different seeds (default 3).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seeds: Option<usize>,
+    /// linear (frozen backbone), last3 (layer4.1 + classifier) or all.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<Protocol>,
+    /// Fine-tuning epochs (default 100).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub epochs: Option<u32>,
+    /// Frames per batch (default 32).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
+    /// Images are SIZE×SIZE (default 224).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image_size: Option<i64>,
+    /// Adam learning rate (default 0.01), cosine-annealed per epoch.
+    #[arg(long, allow_hyphen_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
+    /// fixed (the last epoch) or validation (the best epoch on a split of the training folds).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub selection: Option<Selection>,
+    /// Pick each fold's epoch by its test accuracy, as the reference code did (optimistic; the
+    /// report's title says so).
+    #[arg(long, conflicts_with = "selection")]
+    #[serde(skip)]
+    pub select_on_test: bool,
+    /// Training frames drawn per video per epoch (0: all).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub frames_per_video: Option<usize>,
+    /// on, or off: no training augmentation (with linear, features are computed once).
+    #[arg(long = "augment", value_name = "AUGMENT", value_parser = parse_on_off)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub augment_train: Option<bool>,
+    /// auto, cpu or cuda.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceChoice>,
+    /// libtorch threads (0: all cores).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
 }
 
@@ -167,11 +215,10 @@ impl EvalConfig {
         load_toml(path)
     }
 
-    pub fn apply(&mut self, o: &EvalOverrides) {
-        macro_rules! set {
-            ($($f:ident),*) => { $( if let Some(v) = o.$f { self.$f = v; } )* };
-        }
-        set!(seed, folds, seeds, protocol, epochs, batch_size, image_size, lr, selection, frames_per_video, augment_train, device, threads);
+    pub fn apply(&mut self, o: &EvalOverrides) -> Result<(), ConfigError> {
+        let selection = if o.select_on_test { Some(Selection::Test) } else { o.selection };
+        *self = merge(self, &EvalOverrides { selection, ..o.clone() })?;
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -179,8 +226,10 @@ impl EvalConfig {
         if self.folds < 2 {
             return bad("folds", "must be at least 2");
         }
-        if self.seeds == 0 || self.epochs == 0 || self.batch_size == 0 {
-            return bad("seeds", "seeds, epochs and batch_size must each be at least 1");
+        for (key, n) in [("seeds", self.seeds), ("epochs", self.epochs as usize), ("batch_size", self.batch_size)] {
+            if n == 0 {
+                return bad(key, "must be at least 1");
+            }
         }
         if !(16..=1024).contains(&self.image_size) {
             return bad("image_size", "must be between 16 and 1024 pixels");
@@ -217,7 +266,7 @@ mod tests {
         assert!(toml::from_str::<EvalConfig>("epoch = 3\n").unwrap_err().to_string().contains("unknown field `epoch`"));
         let mut c = toml::from_str::<EvalConfig>("protocol = \"last3\"\nepochs = 7\n").unwrap();
         assert_eq!((c.protocol, c.epochs, c.lr), (Protocol::Last3, 7, 0.01));
-        c.apply(&EvalOverrides { epochs: Some(2), selection: Some(Selection::Test), ..Default::default() });
+        c.apply(&EvalOverrides { epochs: Some(2), select_on_test: true, ..Default::default() }).unwrap();
         assert_eq!((c.epochs, c.selection), (2, Selection::Test));
         c.folds = 1;
         assert!(matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "folds"));
@@ -225,5 +274,33 @@ mod tests {
         assert!(c.validate().is_err());
         assert!("test".parse::<Selection>().is_err(), "selecting on the test fold takes its own flag");
         assert!(EvalConfig { augment_train: false, ..Default::default() }.caches_features());
+    }
+
+    #[test]
+    fn every_evaluation_flag_sets_one_config_key() {
+        let samples = ["7", "last3", "validation", "cpu", "off"];
+        let keys = crate::config::tests::key_of_each_flag(&EvalConfig::default(), &samples, |c: &mut EvalConfig, o: &EvalOverrides| c.apply(o));
+        assert_eq!(keys.len(), 14, "{keys:?}");
+        for (flag, key) in keys {
+            let renamed = [("--augment", "augment_train"), ("--select-on-test", "selection")];
+            let want = renamed.iter().find(|r| r.0 == flag).map_or_else(|| flag.trim_start_matches("--").replace('-', "_"), |r| r.1.to_string());
+            assert_eq!(key, want, "{flag}");
+        }
+        let mut c = EvalConfig::default();
+        c.apply(&EvalOverrides { select_on_test: true, ..Default::default() }).unwrap();
+        assert_eq!(c.selection, Selection::Test);
+    }
+
+    #[test]
+    fn each_count_is_blamed_by_its_own_key() {
+        for (c, key) in [
+            (EvalConfig { seeds: 0, ..Default::default() }, "seeds"),
+            (EvalConfig { epochs: 0, ..Default::default() }, "epochs"),
+            (EvalConfig { batch_size: 0, ..Default::default() }, "batch_size"),
+        ] {
+            let err = c.validate().unwrap_err();
+            assert!(matches!(&err, ConfigError::Invalid { key: k, .. } if k == key), "{key}: {err}");
+            assert!(err.to_string().contains(&format!("`{key}` must be at least 1")), "{err}");
+        }
     }
 }

@@ -180,8 +180,9 @@ impl Ctx<'_> {
     }
 
     /// Scores `videos` with the model in eval mode: frame and video confusion matrices and the
-    /// mean cross-entropy per frame.
-    fn predict(&self, model: &Model, videos: &[usize]) -> Result<(Confusion, Confusion, f64), EvalError> {
+    /// mean cross-entropy per frame. A loss that is not finite (weights that overflowed) is an
+    /// error: its predictions would be garbage.
+    fn predict(&self, model: &Model, videos: &[usize], at: At, what: &'static str) -> Result<(Confusion, Confusion, f64), EvalError> {
         let k = self.ds.classes.len();
         let frames = self.ds.frames_of(videos);
         let _guard = tch::no_grad_guard();
@@ -200,7 +201,9 @@ impl Ctx<'_> {
         let per_video = metrics::video_predictions(&probs, &frames.iter().map(|f| f.0).collect::<Vec<_>>());
         let vt: Vec<usize> = per_video.iter().map(|(v, _)| self.ds.videos[*v].class).collect();
         let vp: Vec<usize> = per_video.iter().map(|(_, p)| *p).collect();
-        Ok((metrics::confusion(&truth, &pred, k), metrics::confusion(&vt, &vp, k), loss_sum / frames.len().max(1) as f64))
+        let loss = loss_sum / frames.len().max(1) as f64;
+        at.finite(what, loss)?;
+        Ok((metrics::confusion(&truth, &pred, k), metrics::confusion(&vt, &vp, k), loss))
     }
 }
 
@@ -233,6 +236,25 @@ fn batches(rows: &[usize], size: usize) -> Vec<Vec<usize>> {
     out
 }
 
+/// Where in an evaluation a loss was computed: fold and repetition (0-based), epoch (1-based).
+#[derive(Clone, Copy)]
+struct At {
+    fold: usize,
+    rep: usize,
+    epoch: u32,
+}
+
+impl At {
+    /// A loss that is not finite stops the evaluation, as it stops training: what follows it
+    /// would be scored garbage.
+    fn finite(self, what: &'static str, value: f64) -> Result<(), EvalError> {
+        if value.is_finite() {
+            return Ok(());
+        }
+        Err(EvalError::Diverged { what, value, fold: self.fold + 1, seed: self.rep + 1, epoch: self.epoch })
+    }
+}
+
 /// Trains fold `fold` with repetition `rep`'s seed and scores its test part once.
 fn run_fold(ctx: &Ctx, folds: &Folds, fold: usize, rep: usize) -> Result<FoldRun, EvalError> {
     let c = ctx.c;
@@ -248,6 +270,7 @@ fn run_fold(ctx: &Ctx, folds: &Folds, fold: usize, rep: usize) -> Result<FoldRun
     let classes: HashMap<usize, i64> = ctx.ds.videos.iter().flat_map(|v| (v.first_row..v.first_row + v.frames).map(move |r| (r, v.class as i64))).collect();
     let mut best_val: Option<(f64, u32, Vec<Tensor>)> = None;
     let mut best_test: Option<(f64, u32, Confusion, Confusion)> = None;
+    let at = |epoch: u32| At { fold, rep, epoch };
     for epoch in 0..c.epochs {
         // Cosine annealing per epoch, as torch's CosineAnnealingLR(T_max = epochs).
         let lr = schedule::lr_at(c.lr, epoch as u64, c.epochs as u64, 0);
@@ -258,23 +281,20 @@ fn run_fold(ctx: &Ctx, folds: &Folds, fold: usize, rep: usize) -> Result<FoldRun
             let logits = model.logits(&ctx.features(&model, &batch, &params, true));
             let targets = Tensor::from_slice(&batch.iter().map(|r| classes[r]).collect::<Vec<_>>()).to_device(ctx.device);
             let l = loss::cross_entropy(&logits, &targets)?;
-            let value = l.double_value(&[]);
-            if !value.is_finite() {
-                return Err(TrainError::Torch(format!("the fine-tuning loss became {value} (fold {}, epoch {epoch}); lower --lr", fold + 1)).into());
-            }
+            at(epoch + 1).finite("training", l.double_value(&[]))?;
             adam.zero_grad();
             l.backward();
             adam.step(lr);
         }
         match c.selection {
             Selection::Validation => {
-                let (_, _, loss) = ctx.predict(&model, &val)?;
+                let (_, _, loss) = ctx.predict(&model, &val, at(epoch + 1), "validation")?;
                 if best_val.as_ref().is_none_or(|b| loss < b.0) {
                     best_val = Some((loss, epoch + 1, model.snapshot()));
                 }
             }
             Selection::Test => {
-                let (frame, video, _) = ctx.predict(&model, &test)?;
+                let (frame, video, _) = ctx.predict(&model, &test, at(epoch + 1), "test")?;
                 let acc = metrics::scores(&frame).accuracy;
                 if best_test.as_ref().is_none_or(|b| acc > b.0) {
                     best_test = Some((acc, epoch + 1, frame, video));
@@ -287,11 +307,11 @@ fn run_fold(ctx: &Ctx, folds: &Folds, fold: usize, rep: usize) -> Result<FoldRun
         (Selection::Test, _, Some((_, e, frame, video))) => (e, frame, video),
         (Selection::Validation, Some((_, e, saved)), _) => {
             model.restore(&saved);
-            let (frame, video, _) = ctx.predict(&model, &test)?;
+            let (frame, video, _) = ctx.predict(&model, &test, at(e), "test")?;
             (e, frame, video)
         }
         _ => {
-            let (frame, video, _) = ctx.predict(&model, &test)?;
+            let (frame, video, _) = ctx.predict(&model, &test, at(c.epochs), "test")?;
             (c.epochs, frame, video)
         }
     };
@@ -430,13 +450,19 @@ mod tests {
         EvalConfig { protocol, folds: 2, seeds: 1, epochs: 2, batch_size: 4, image_size: 32, lr: 1e-3, device: usctl::config::DeviceChoice::Cpu, threads: 1, exclude_classes: vec![], ..Default::default() }
     }
 
+    /// A labelled test store of `videos` videos in `dir`, opened, and the dataset `c` selects.
+    fn opened(dir: &Path, videos: usize, c: &EvalConfig) -> (Store, Dataset) {
+        let version = testkit::labelled_store(dir, videos, 32);
+        let store = Store::open(&version).unwrap();
+        let ds = data::select(&version, &store.meta.classes, &store.videos, c).unwrap();
+        (store, ds)
+    }
+
     #[test]
     fn last3_changes_only_the_last_block_and_the_classifier() {
         let dir = tempfile::tempdir().unwrap();
-        let version = testkit::labelled_store(dir.path(), 12, 32);
-        let store = Store::open(&version).unwrap();
         let c = config(Protocol::Last3);
-        let ds = data::select(&version, &store.meta.classes, &store.videos, &c).unwrap();
+        let (store, ds) = opened(dir.path(), 12, &c);
         let folds = folds::split(&ds.items(), 2, 0).unwrap();
         let ctx = Ctx { store: &store, ds: &ds, c: &c, device: Device::Cpu, init: None, cache: None };
         // The model run_fold builds for fold 0, seed 0: its initial weights, then train it.
@@ -505,6 +531,40 @@ mod tests {
         assert!(md.starts_with("# EPOCH SELECTED ON THE TEST FOLD"), "{md}");
         let err = evaluate(EvalOptions { store: version.clone(), init: None, label: None, out: dir.path().join("fixed"), config: config(Protocol::Linear), folds_file: None, progress: false, command_line: vec![] });
         assert!(matches!(err, Err(EvalError::Exists { .. })));
+    }
+
+    #[test]
+    fn a_diverging_loss_stops_the_evaluation_naming_fold_seed_and_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let version = testkit::labelled_store(dir.path(), 8, 32);
+        // A learning rate that overflows f32 weights at the first step. The feature cache (linear,
+        // no augmentation) and the images path (augmentation on).
+        for (name, augment_train) in [("cached", false), ("images", true)] {
+            let c = EvalConfig { augment_train, lr: 1e38, epochs: 3, ..config(Protocol::Linear) };
+            let out = dir.path().join(name);
+            let err = evaluate(EvalOptions { store: version.clone(), init: None, label: None, out: out.clone(), config: c, folds_file: None, progress: false, command_line: vec![] });
+            let err = err.err().unwrap_or_else(|| panic!("{name}: an overflowing learning rate must not give a report")).to_string();
+            assert!(err.contains("fold 1") && err.contains("seed 1") && err.contains("epoch") && err.contains("--lr"), "{name}: {err}");
+            assert!(!out.join(report::JSON).exists(), "{name}: no report for a diverged fine-tuning");
+        }
+    }
+
+    #[test]
+    fn weights_that_overflowed_stop_the_scoring() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(Protocol::Linear);
+        let (store, ds) = opened(dir.path(), 8, &c);
+        let ctx = Ctx { store: &store, ds: &ds, c: &c, device: Device::Cpu, init: None, cache: None };
+        let model = ctx.model(0).unwrap();
+        let at = At { fold: 1, rep: 2, epoch: 7 };
+        ctx.predict(&model, &[0, 1], at, "test").unwrap();
+        tch::no_grad(|| {
+            for (_, mut t) in model.head_vs.variables() {
+                let _ = t.fill_(f64::INFINITY);
+            }
+        });
+        let err = ctx.predict(&model, &[0, 1], at, "test").unwrap_err().to_string();
+        assert!(err.contains("test loss became NaN at fold 2, seed 3, epoch 7"), "{err}");
     }
 
     #[test]

@@ -20,8 +20,9 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use usctl::config::{DeviceChoice, Overrides, Pairs, TrainConfig};
-use usctl::eval::config::{EvalConfig, EvalOverrides, Protocol, Selection};
+use usctl::args::StoreSel;
+use usctl::config::{Overrides, TrainConfig};
+use usctl::eval::config::{EvalConfig, EvalOverrides};
 
 #[derive(Debug, Parser)]
 #[command(name = "usctl", bin_name = "usctl", about = "usctl commands that run on libtorch", args_override_self = true)]
@@ -33,9 +34,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Pretrain a ResNet-18 backbone on a store with USCL (contrastive + semi-supervised).
+    // Negative numbers are values (`--lr -1` then fails validation by key, not parsing); the
+    // float flags also take `-1e-3`, which clap's number check does not recognise.
+    #[command(allow_negative_numbers = true)]
     Train(TrainArgs),
     /// Fine-tune and score a backbone on a labelled store with k-fold cross-validation by
     /// patient (linear, last3 or all layers); writes report.md, report.json and plots.
+    #[command(allow_negative_numbers = true)]
     Eval(EvalArgs),
     /// Backbone features of given images (test helper: export round trips, torchvision parity).
     #[command(hide = true)]
@@ -49,65 +54,12 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-struct StoreSel {
-    /// Store root, dataset folder, or version folder.
-    #[arg(long)]
-    store: PathBuf,
-    /// Dataset to use when the store root holds several.
-    #[arg(long)]
-    dataset: Option<String>,
-    /// A store version other than the newest: folder name, id prefix or sequence number.
-    #[arg(long)]
-    version: Option<String>,
-}
-
-#[derive(Debug, Args)]
 struct Knobs {
     /// Training config (TOML, docs/config.md); flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Passes over the training videos (paper: 300).
-    #[arg(long)]
-    epochs: Option<u32>,
-    /// Training images are SIZE×SIZE (paper: 224).
-    #[arg(long)]
-    image_size: Option<i64>,
-    /// Videos per batch.
-    #[arg(long)]
-    batch_size: Option<usize>,
-    /// auto, cpu or cuda.
-    #[arg(long)]
-    device: Option<DeviceChoice>,
-    /// spg, rstfv, rsofv or rs.
-    #[arg(long)]
-    pairs: Option<Pairs>,
-    /// Weight of the classification loss (0: pure self-supervision).
-    #[arg(long = "lambda")]
-    lambda: Option<f64>,
-    /// Fraction of labelled videos whose labels are used.
-    #[arg(long)]
-    label_rate: Option<f64>,
-    /// The one seed everything random derives from.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Adam learning rate (peak, after warm-up).
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Epochs of linear learning-rate warm-up before the cosine decay (paper: 10).
-    #[arg(long)]
-    warmup_epochs: Option<u32>,
-    /// on, or off for pure supervised pretraining.
-    #[arg(long, value_parser = parse_on_off)]
-    contrastive: Option<bool>,
-    /// A torchvision-named ResNet-18 safetensors file for the backbone, or "random".
-    #[arg(long)]
-    init: Option<String>,
-    /// libtorch threads (0: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Batch-assembly threads.
-    #[arg(long)]
-    loader_threads: Option<usize>,
+    #[command(flatten)]
+    overrides: Overrides,
 }
 
 #[derive(Debug, Args)]
@@ -141,57 +93,17 @@ struct EvalArgs {
     /// torchvision-named ResNet-18 safetensors file, or "random".
     #[arg(long)]
     init: String,
-    /// linear (frozen backbone), last3 (layer4.1 + classifier) or all.
-    #[arg(long)]
-    protocol: Option<Protocol>,
     /// Output directory: eval.toml, folds.json, runs.jsonl, report.json, report.md, PNGs.
     #[arg(long)]
     out: PathBuf,
     /// Evaluation config (TOML, docs/eval.md); flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// k of k-fold cross-validation (default 5).
-    #[arg(long)]
-    folds: Option<usize>,
     /// Reuse the split of an earlier evaluation (its folds.json) instead of making one.
     #[arg(long)]
     folds_file: Option<PathBuf>,
-    /// Repetitions of every fold with different seeds (default 3).
-    #[arg(long)]
-    seeds: Option<usize>,
-    /// Root seed of folds, initialisation, batch order and augmentation.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Fine-tuning epochs (default 100).
-    #[arg(long)]
-    epochs: Option<u32>,
-    /// Images are SIZE×SIZE (default 224).
-    #[arg(long)]
-    image_size: Option<i64>,
-    #[arg(long)]
-    batch_size: Option<usize>,
-    /// Adam learning rate (default 0.01), cosine-annealed per epoch.
-    #[arg(long)]
-    lr: Option<f64>,
-    /// fixed (the last epoch) or validation (the best epoch on a split of the training folds).
-    #[arg(long)]
-    selection: Option<Selection>,
-    /// Pick each fold's epoch by its test accuracy, as the reference code did (optimistic; the
-    /// report's title says so).
-    #[arg(long, conflicts_with = "selection")]
-    select_on_test: bool,
-    /// Training frames drawn per video per epoch (0: all).
-    #[arg(long)]
-    frames_per_video: Option<usize>,
-    /// on, or off: no training augmentation (with linear, features are computed once).
-    #[arg(long, value_parser = parse_on_off)]
-    augment: Option<bool>,
-    /// auto, cpu or cuda.
-    #[arg(long)]
-    device: Option<DeviceChoice>,
-    /// libtorch threads (0: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    overrides: EvalOverrides,
     /// Name of the initialisation in reports (default: the checkpoint's run directory).
     #[arg(long)]
     label: Option<String>,
@@ -227,40 +139,13 @@ struct BenchArgs {
     count: usize,
 }
 
-fn parse_on_off(s: &str) -> Result<bool, String> {
-    match s {
-        "on" | "true" => Ok(true),
-        "off" | "false" => Ok(false),
-        _ => Err(format!("{s:?}: use on or off")),
-    }
-}
-
 impl Knobs {
-    fn overrides(&self) -> Overrides {
-        Overrides {
-            epochs: self.epochs,
-            image_size: self.image_size,
-            batch_size: self.batch_size,
-            device: self.device,
-            pairs: self.pairs,
-            lambda: self.lambda,
-            label_rate: self.label_rate,
-            seed: self.seed,
-            lr: self.lr,
-            warmup_epochs: self.warmup_epochs,
-            contrastive: self.contrastive,
-            init: self.init.clone(),
-            threads: self.threads,
-            loader_threads: self.loader_threads,
-        }
-    }
-
     fn config(&self) -> anyhow::Result<TrainConfig> {
         let mut c = match &self.config {
             Some(p) => TrainConfig::load(p)?,
             None => TrainConfig::default(),
         };
-        c.apply(&self.overrides());
+        c.apply(&self.overrides)?;
         c.validate()?;
         Ok(c)
     }
@@ -308,9 +193,8 @@ fn main() -> ExitCode {
 }
 
 fn run_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
-    let s = &a.store;
-    let store = usctl::store::locate(&s.store, s.dataset.as_deref(), s.version.as_deref())?;
-    let config = train::resolve_config(&a.out, a.knobs.config.as_deref(), &a.knobs.overrides(), a.resume)?;
+    let config = train::resolve_config(&a.out, a.knobs.config.as_deref(), &a.knobs.overrides, a.resume)?;
+    let store = a.store.locate()?;
     if !a.quiet && !a.json {
         let pairs = format!("{:?}", config.pairs).to_lowercase();
         eprintln!("training on {} → {} ({pairs} pairs, {} epochs, {} px, batch {})", store.display(), a.out.display(), config.epochs, config.image_size, config.batch_size);
@@ -353,28 +237,13 @@ fn finish<T: serde::Serialize>(json: bool, quiet: bool, value: &T, line: impl Fn
 }
 
 fn run_eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
-    let s = &a.store;
-    let store = usctl::store::locate(&s.store, s.dataset.as_deref(), s.version.as_deref())?;
     let mut config = match &a.config {
         Some(p) => EvalConfig::load(p)?,
         None => EvalConfig::default(),
     };
-    config.apply(&EvalOverrides {
-        seed: a.seed,
-        folds: a.folds,
-        seeds: a.seeds,
-        protocol: a.protocol,
-        epochs: a.epochs,
-        batch_size: a.batch_size,
-        image_size: a.image_size,
-        lr: a.lr,
-        selection: if a.select_on_test { Some(Selection::Test) } else { a.selection },
-        frames_per_video: a.frames_per_video,
-        augment_train: a.augment,
-        device: a.device,
-        threads: a.threads,
-    });
+    config.apply(&a.overrides)?;
     config.validate()?;
+    let store = a.store.locate()?;
     let init = (a.init != "random").then(|| PathBuf::from(&a.init));
     if !a.quiet && !a.json {
         eprintln!(

@@ -4,6 +4,8 @@
 //! (config, provenance, metrics, checkpoints, summary, and their repair on resume) from `rundir`.
 
 use crate::checkpoint::{self, State};
+use usctl::config::{DeviceChoice, HowOverrides, Overrides, TrainConfig};
+use usctl::error::{ConfigError, TrainError};
 use crate::loader::{Batch, Context, Job, Loader};
 use crate::loss;
 use crate::model::{init, Heads, ResNet18};
@@ -15,8 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::{nn, Device, Tensor};
-use usctl::config::{DeviceChoice, Overrides, TrainConfig};
-use usctl::error::{ConfigError, TrainError};
 use usctl::sampler::{self, Clip, Fallbacks, Sampler};
 use usctl::store::reader::Store;
 use usctl::store::StoreMeta;
@@ -75,24 +75,13 @@ pub fn resolve_config(out: &Path, file: Option<&Path>, o: &Overrides, resume: bo
         if !saved.is_file() {
             return Err(TrainError::Resume { path: out.into(), message: format!("no {CONFIG_FILE} there; start the run without --resume") });
         }
-        let changed = [
-            ("--epochs", o.epochs.is_some()),
-            ("--image-size", o.image_size.is_some()),
-            ("--batch-size", o.batch_size.is_some()),
-            ("--pairs", o.pairs.is_some()),
-            ("--lambda", o.lambda.is_some()),
-            ("--label-rate", o.label_rate.is_some()),
-            ("--seed", o.seed.is_some()),
-            ("--lr", o.lr.is_some()),
-            ("--warmup-epochs", o.warmup_epochs.is_some()),
-            ("--contrastive", o.contrastive.is_some()),
-            ("--init", o.init.is_some()),
-        ];
-        if let Some((flag, _)) = changed.iter().find(|c| c.1) {
-            return Err(TrainError::Resume { path: out.into(), message: format!("{flag} would change the run, and a resumed run continues exactly; start a new run with --out instead") });
+        let changed = o.run.given();
+        if !changed.is_empty() {
+            let flags = changed.join(", ");
+            return Err(TrainError::Resume { path: out.into(), message: format!("{flags} would change the run, and a resumed run continues exactly; start a new run with --out instead (only {} may change)", usctl::config::long_flags::<HowOverrides>().join(", ")) });
         }
         let mut c = TrainConfig::load(&saved)?;
-        c.apply(&Overrides { device: o.device, threads: o.threads, loader_threads: o.loader_threads, ..Default::default() });
+        c.apply(&Overrides { how: o.how.clone(), ..Default::default() })?;
         c.validate()?;
         return Ok(c);
     }
@@ -100,7 +89,7 @@ pub fn resolve_config(out: &Path, file: Option<&Path>, o: &Overrides, resume: bo
         Some(f) => TrainConfig::load(f)?,
         None => TrainConfig::default(),
     };
-    c.apply(o);
+    c.apply(o)?;
     c.validate()?;
     Ok(c)
 }
@@ -543,13 +532,30 @@ mod tests {
 
     #[test]
     fn resume_refuses_changes_to_the_run() {
+        use usctl::config::RunOverrides;
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path();
         assert!(matches!(resolve_config(out, None, &Overrides::default(), true), Err(TrainError::Resume { .. })));
-        std::fs::write(out.join(CONFIG_FILE), TrainConfig::default().to_toml()).unwrap();
-        let err = resolve_config(out, None, &Overrides { epochs: Some(3), ..Default::default() }, true).unwrap_err().to_string();
-        assert!(err.contains("--epochs"), "{err}");
-        let c = resolve_config(out, None, &Overrides { device: Some(DeviceChoice::Cpu), ..Default::default() }, true).unwrap();
+        let saved = TrainConfig::default();
+        std::fs::write(out.join(CONFIG_FILE), saved.to_toml()).unwrap();
+        // Every flag that changes the run (enumerated from clap, not listed here) is refused by name.
+        let samples = ["7", "rs", "off", "x.safetensors"];
+        let run_flags = usctl::config::each_flag::<RunOverrides>(&samples);
+        assert!(run_flags.len() >= 11, "{run_flags:?}");
+        for (flag, values) in run_flags {
+            assert!(!values.is_empty(), "{flag} parses none of {samples:?}");
+            for run in values {
+                let err = resolve_config(out, None, &Overrides { run, ..Default::default() }, true).unwrap_err().to_string();
+                assert!(err.contains(&format!("{flag} would change the run")), "{err}");
+            }
+        }
+        // How it runs may change: each such flag is applied.
+        for (flag, values) in usctl::config::each_flag::<HowOverrides>(&["cpu", "7"]) {
+            let how = values.into_iter().next().unwrap_or_else(|| panic!("{flag}"));
+            let c = resolve_config(out, None, &Overrides { how, ..Default::default() }, true).unwrap();
+            assert_ne!(c, saved, "{flag} is applied on resume");
+        }
+        let c = resolve_config(out, None, &Overrides { how: HowOverrides { device: Some(DeviceChoice::Cpu), ..Default::default() }, ..Default::default() }, true).unwrap();
         assert_eq!(c.device, DeviceChoice::Cpu);
     }
 
@@ -761,7 +767,8 @@ mod learning_tests {
             TrainConfig { pairs: Pairs::Rs, ..base.clone() },
             TrainConfig { pairs: Pairs::Rstfv, ..base.clone() },
             TrainConfig { pairs: Pairs::Rsofv, ..base.clone() },
-            TrainConfig { batch_size: 1, ..base.clone() },
+            // One video per batch: only without NT-Xent (validate refuses it with contrastive on).
+            TrainConfig { batch_size: 1, contrastive: false, label_rate: 1.0, ..base.clone() },
             TrainConfig { contrastive: false, label_rate: 1.0, ..base.clone() },
             TrainConfig { classifier_on: ClassifierOn::Projection, label_rate: 1.0, ..base.clone() },
             TrainConfig { lambda: 0.0, val_fraction: 0.0, ..base.clone() },
