@@ -340,7 +340,8 @@ pub fn merge<C: Serialize + serde::de::DeserializeOwned>(config: &C, overrides: 
             let slot = merged.get_mut(key.as_str()).ok_or_else(|| invalid(key, "is set by a command-line flag but is no config key".into()))?;
             *slot = (*value).clone();
         }
-        serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| invalid(pairs.first().map_or("", |p| p.0), format!("cannot take the value given on the command line ({e})")))
+        serde_json::from_value(serde_json::Value::Object(merged))
+            .map_err(|e| invalid(pairs.first().map_or("", |p| p.0), format!("cannot take the value given on the command line ({e})")))
     };
     let pairs: Vec<(&String, &serde_json::Value)> = given.iter().collect();
     for pair in &pairs {
@@ -463,8 +464,7 @@ pub(crate) mod tests {
 
     #[test]
     fn overrides_and_validation() {
-        let mut c = TrainConfig::default();
-        c.init = Some("x.safetensors".into());
+        let mut c = TrainConfig { init: Some("x.safetensors".into()), ..Default::default() };
         let run = RunOverrides { epochs: Some(2), pairs: Some(Pairs::Rs), init: Some("random".into()), ..Default::default() };
         c.apply(&Overrides { run, ..Default::default() }).unwrap();
         assert_eq!((c.epochs, c.pairs, c.init.clone()), (2, Pairs::Rs, None));
@@ -478,7 +478,11 @@ pub(crate) mod tests {
 
     /// Applies each flag of `O` (every value `samples` gives it) to `default` and returns, per
     /// flag, the one config key it changes; panics naming a flag that changes no key, or several.
-    pub(crate) fn key_of_each_flag<C: Serialize + Clone, O: Args + FromArgMatches>(default: &C, samples: &[&str], apply: impl Fn(&mut C, &O) -> Result<(), ConfigError>) -> Vec<(String, String)> {
+    pub(crate) fn key_of_each_flag<C: Serialize + Clone, O: Args + FromArgMatches>(
+        default: &C,
+        samples: &[&str],
+        apply: impl Fn(&mut C, &O) -> Result<(), ConfigError>,
+    ) -> Vec<(String, String)> {
         let before = serde_json::to_value(default).unwrap();
         let flags = each_flag::<O>(samples);
         assert!(!flags.is_empty());

@@ -97,7 +97,8 @@ pub fn export(checkpoint: &Path, out: &Path, eval: Option<&Path>, force: bool) -
     }
     check_targets(out, force)?;
     let bytes = std::fs::read(checkpoint).map_err(|source| ExportError::Io { path: checkpoint.to_path_buf(), source })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a safetensors file ({e:?}); give last.safetensors or best.safetensors of a `usctl train` run")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| fail(format!("not a safetensors file ({e:?}); give last.safetensors or best.safetensors of a `usctl train` run")))?;
     let state: Value = SafeTensors::read_metadata(&bytes)
         .ok()
         .and_then(|(_, m)| m.metadata().as_ref()?.get(STATE_KEY).cloned())
@@ -111,7 +112,10 @@ pub fn export(checkpoint: &Path, out: &Path, eval: Option<&Path>, force: bool) -
     }
     let has = |n: &str| tensors.iter().any(|(k, _)| k == n);
     if tensors.is_empty() || !has("conv1.weight") || !has("layer4.1.bn2.running_var") {
-        return Err(fail(format!("holds no complete `backbone.*` ResNet-18 ({} backbone tensors); give last.safetensors or best.safetensors of a `usctl train` run", tensors.len())));
+        return Err(fail(format!(
+            "holds no complete `backbone.*` ResNet-18 ({} backbone tensors); give last.safetensors or best.safetensors of a `usctl train` run",
+            tensors.len()
+        )));
     }
     // Batch norm counts its training batches; usctl's batch norms update once per training step.
     let steps = state.get("step").and_then(Value::as_i64).unwrap_or(0);
@@ -120,7 +124,8 @@ pub fn export(checkpoint: &Path, out: &Path, eval: Option<&Path>, force: bool) -
         tensors.push((format!("{n}.num_batches_tracked"), RawTensor { dtype: Dtype::I64, shape: vec![], data: steps.to_le_bytes().to_vec() }));
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let parameters: usize = tensors.iter().filter(|(k, t)| t.dtype != Dtype::I64 && !k.contains("running_")).map(|(_, t)| t.shape.iter().product::<usize>()).sum();
+    let parameters: usize =
+        tensors.iter().filter(|(k, t)| t.dtype != Dtype::I64 && !k.contains("running_")).map(|(_, t)| t.shape.iter().product::<usize>()).sum();
 
     let run_dir = checkpoint.parent().unwrap_or(Path::new("."));
     let config = read_toml(&run_dir.join("config.toml"));
@@ -214,12 +219,25 @@ mod tests {
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let mut names = st.names().into_iter().cloned().collect::<Vec<_>>();
         names.sort();
-        assert_eq!(names, ["bn1.num_batches_tracked", "bn1.running_mean", "conv1.weight", "layer4.1.bn2.num_batches_tracked", "layer4.1.bn2.running_mean", "layer4.1.bn2.running_var"]);
+        assert_eq!(
+            names,
+            [
+                "bn1.num_batches_tracked",
+                "bn1.running_mean",
+                "conv1.weight",
+                "layer4.1.bn2.num_batches_tracked",
+                "layer4.1.bn2.running_mean",
+                "layer4.1.bn2.running_var"
+            ]
+        );
         let counter = st.tensor("bn1.num_batches_tracked").unwrap();
         assert_eq!((counter.dtype(), counter.shape(), counter.data()), (Dtype::I64, &[][..], &42i64.to_le_bytes()[..]));
         assert_eq!(st.tensor("bn1.running_mean").unwrap().data(), &tensors[1].1.data[..], "bytes are copied unchanged");
         let card: Value = serde_json::from_slice(&std::fs::read(card_path(&out)).unwrap()).unwrap();
-        assert_eq!((card["input"]["mean"].as_f64(), card["input"]["trained_image_size"].as_i64(), card["store_version"].as_str()), (Some(0.5), Some(64), Some("abc")));
+        assert_eq!(
+            (card["input"]["mean"].as_f64(), card["input"]["trained_image_size"].as_i64(), card["store_version"].as_str()),
+            (Some(0.5), Some(64), Some("abc"))
+        );
         assert_eq!(card["checkpoint"]["step"], 42);
 
         // Not a checkpoint, a checkpoint without a backbone, and --out = the checkpoint: refused.

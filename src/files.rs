@@ -74,11 +74,8 @@ pub fn process_alive(pid: u32) -> bool {
 /// full disk left behind. The caller decides whether to remove or report them.
 pub fn leftover_temps(dir: &Path) -> Vec<PathBuf> {
     let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut out: Vec<PathBuf> = rd
-        .flatten()
-        .filter(|e| e.file_name().to_str().and_then(tmp_owner).is_some_and(|pid| !process_alive(pid)))
-        .map(|e| e.path())
-        .collect();
+    let mut out: Vec<PathBuf> =
+        rd.flatten().filter(|e| e.file_name().to_str().and_then(tmp_owner).is_some_and(|pid| !process_alive(pid))).map(|e| e.path()).collect();
     out.sort();
     out
 }

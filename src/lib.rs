@@ -23,9 +23,5 @@ pub mod store;
 /// Native library versions this binary was built against, for `usctl --version` and provenance.
 pub fn build_info() -> String {
     let ffmpeg = option_env!("USCTL_FFMPEG_BUILD").unwrap_or("not built in (feature `decode` off)");
-    format!(
-        "{}\nFFmpeg: {ffmpeg}\nstore format: {}",
-        env!("CARGO_PKG_VERSION"),
-        store::FORMAT_VERSION
-    )
+    format!("{}\nFFmpeg: {ffmpeg}\nstore format: {}", env!("CARGO_PKG_VERSION"), store::FORMAT_VERSION)
 }

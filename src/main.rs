@@ -93,15 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn options(a: &IngestArgs) -> anyhow::Result<IngestOptions> {
     let fps = a.fps.parse().map_err(|e: String| anyhow::anyhow!("--fps: {e}"))?;
     let threads = a.threads.unwrap_or_else(|| usctl::files::threads(0));
-    Ok(IngestOptions {
-        manifest: a.manifest.clone(),
-        raw: a.raw.clone(),
-        store: a.store.clone(),
-        fps,
-        size: a.size,
-        threads,
-        progress: !a.quiet && !a.json,
-    })
+    Ok(IngestOptions { manifest: a.manifest.clone(), raw: a.raw.clone(), store: a.store.clone(), fps, size: a.size, threads, progress: !a.quiet && !a.json })
 }
 
 fn run_ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
@@ -180,7 +172,10 @@ fn run_info(a: StoreArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("{} version {} at {}", m.dataset, m.version_id, dir.display());
-    println!("  {} files, {} frames of {}×{} {} ({} fps, {})", m.videos, m.frames, m.params.size, m.params.size, m.params.pixel_format, m.params.fps, m.params.fit);
+    println!(
+        "  {} files, {} frames of {}×{} {} ({} fps, {})",
+        m.videos, m.frames, m.params.size, m.params.size, m.params.pixel_format, m.params.fps, m.params.fit
+    );
     let mut by: std::collections::BTreeMap<(String, String), (u64, u64)> = Default::default();
     for v in &store.videos {
         let e = by.entry((v.subdataset.clone(), v.class_name.clone().unwrap_or_else(|| "(no class)".into()))).or_default();

@@ -161,8 +161,7 @@ impl Source {
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<(Manifest, Vec<u8>), ManifestError> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
         let manifest = Manifest::parse(&bytes, path)?;
         Ok((manifest, bytes))
     }
@@ -179,10 +178,7 @@ impl Manifest {
         if self.schema != SCHEMA_VERSION {
             return Err(format!("schema = {} but this usctl reads schema {SCHEMA_VERSION}", self.schema));
         }
-        if self.name.is_empty()
-            || self.name.starts_with('.')
-            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
+        if self.name.is_empty() || self.name.starts_with('.') || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
             return Err(format!("name '{}' must be letters, digits, '.', '_' or '-' (it names a folder)", self.name));
         }
         if self.sources.is_empty() {
@@ -206,15 +202,11 @@ impl Manifest {
                 if rule.prefix.is_some() == rule.glob.is_some() {
                     return Err(format!("{at}: each class_rule needs exactly one of `prefix` or `glob`"));
                 }
-                self.class_index(&rule.class).ok_or_else(|| {
-                    format!("{at}: class_rule names class '{}' which is not in `classes`", rule.class)
-                })?;
+                self.class_index(&rule.class).ok_or_else(|| format!("{at}: class_rule names class '{}' which is not in `classes`", rule.class))?;
             }
             if let Some(csv) = &s.class_csv {
                 for class in csv.values.values() {
-                    self.class_index(class).ok_or_else(|| {
-                        format!("{at}: class_csv.values maps to '{class}' which is not in `classes`")
-                    })?;
+                    self.class_index(class).ok_or_else(|| format!("{at}: class_csv.values maps to '{class}' which is not in `classes`"))?;
                 }
             }
             if let Some(p) = &s.patient {
@@ -291,19 +283,9 @@ impl Manifest {
                     out.notes.push(Problem { path: rel_path.clone(), reason: note });
                 }
                 if missing {
-                    out.problems.push(Problem {
-                        path: rel_path.clone(),
-                        reason: crate::error::SourceError::Missing.to_string(),
-                    });
+                    out.problems.push(Problem { path: rel_path.clone(), reason: crate::error::SourceError::Missing.to_string() });
                 }
-                out.entries.push(Entry {
-                    subdataset: source.subdataset.clone(),
-                    path: dir.join(&rel),
-                    rel_path,
-                    class,
-                    patient,
-                    missing,
-                });
+                out.entries.push(Entry { subdataset: source.subdataset.clone(), path: dir.join(&rel), rel_path, class, patient, missing });
             }
         }
         Ok(out)
@@ -444,21 +426,11 @@ impl CsvLookup {
         if let Some(target) = root.outside(&path) {
             return Err(err(format!("it leads to {}, outside --raw, so it is not read", target.display())));
         }
-        let mut reader = csv::ReaderBuilder::new()
-            .flexible(true)
-            .from_path(&path)
-            .map_err(|e| err(e.to_string()))?;
-        let headers: Vec<String> = reader
-            .byte_headers()
-            .map_err(|e| err(e.to_string()))?
-            .iter()
-            .map(|h| String::from_utf8_lossy(h).trim().to_string())
-            .collect();
-        let find = |name: &str| {
-            headers.iter().position(|h| h == name.trim()).ok_or_else(|| {
-                err(format!("no column '{name}' (columns: {})", headers.join(", ")))
-            })
-        };
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_path(&path).map_err(|e| err(e.to_string()))?;
+        let headers: Vec<String> =
+            reader.byte_headers().map_err(|e| err(e.to_string()))?.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
+        let find =
+            |name: &str| headers.iter().position(|h| h == name.trim()).ok_or_else(|| err(format!("no column '{name}' (columns: {})", headers.join(", "))));
         let (k, v) = (find(&spec.key_column)?, find(&spec.column)?);
         let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (line, rec) in reader.byte_records().enumerate() {
@@ -526,10 +498,7 @@ impl<'a> Labeller<'a> {
         let patient = match &source.patient {
             Some(PatientRule { regex: Some(re), .. }) => {
                 // Validated in Manifest::validate.
-                PatientSource::Regex(regex::Regex::new(re).map_err(|e| ManifestError::Invalid {
-                    path: manifest_path.to_path_buf(),
-                    message: e.to_string(),
-                })?)
+                PatientSource::Regex(regex::Regex::new(re).map_err(|e| ManifestError::Invalid { path: manifest_path.to_path_buf(), message: e.to_string() })?)
             }
             Some(PatientRule { csv: Some(csv), .. }) => PatientSource::Csv(CsvLookup::load(csv, dir, root, manifest_path)?),
             _ => PatientSource::None,
@@ -543,18 +512,12 @@ impl<'a> Labeller<'a> {
             ClassSource::None => return (None, None),
             ClassSource::Rules(rules) => rules
                 .iter()
-                .find(|(prefix, g, _)| {
-                    prefix.as_deref().is_some_and(|p| name.starts_with(p))
-                        || g.as_ref().is_some_and(|g| g.is_match(rel))
-                })
+                .find(|(prefix, g, _)| prefix.as_deref().is_some_and(|p| name.starts_with(p)) || g.as_ref().is_some_and(|g| g.is_match(rel)))
                 .map(|(_, _, c)| c.clone())
                 .ok_or_else(|| "no class_rule matches this file, so it has no class".to_string()),
             ClassSource::Csv(lookup, map) => match lookup.get(rel, "class") {
                 Ok(Some(v)) if map.is_empty() => Ok(v),
-                Ok(Some(v)) => map
-                    .get(&v)
-                    .cloned()
-                    .ok_or_else(|| format!("class value '{v}' is not in class_csv.values, so no class")),
+                Ok(Some(v)) => map.get(&v).cloned().ok_or_else(|| format!("class value '{v}' is not in class_csv.values, so no class")),
                 Ok(None) => Err("the metadata gives no class value".to_string()),
                 Err(e) => Err(e),
             },

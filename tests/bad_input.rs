@@ -69,21 +69,16 @@ fn bad_files_are_reported_and_skipped_and_nothing_is_lost() {
     let m_good = root.join("m_good.toml");
     manifest(&m_good, "bad", &[], &["v/good.mp4"]);
     open_up(&store);
-    let first = run(usctl_unprivileged().args(["ingest", "--quiet", "--size", "24", "--manifest"]).arg(&m_good).arg("--raw").arg(&raw).arg("--store").arg(&store));
+    let first =
+        run(usctl_unprivileged().args(["ingest", "--quiet", "--size", "24", "--manifest"]).arg(&m_good).arg("--raw").arg(&raw).arg("--store").arg(&store));
     assert!(first.status.success(), "{}", text(&first));
     let earlier = newest(&store);
     let earlier_bytes = snapshot(&earlier);
     let raw_before = snapshot(&raw);
     let root_before: Vec<_> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name()).collect();
 
-    let out = run(usctl_unprivileged()
-        .args(["ingest", "--size", "24", "--manifest"])
-        .arg(&m)
-        .arg("--raw")
-        .arg(&raw)
-        .arg("--store")
-        .arg(&store)
-        .current_dir(root));
+    let out =
+        run(usctl_unprivileged().args(["ingest", "--size", "24", "--manifest"]).arg(&m).arg("--raw").arg(&raw).arg("--store").arg(&store).current_dir(root));
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     for (file, reason) in [
@@ -119,7 +114,8 @@ fn bad_files_are_reported_and_skipped_and_nothing_is_lost() {
     assert_eq!(snapshot(&raw), raw_before);
     let root_after: Vec<_> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(root_after, root_before);
-    let leftovers: Vec<_> = std::fs::read_dir(store.join("bad")).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(store.join("bad")).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     std::fs::set_permissions(v.join("locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
 }
@@ -164,12 +160,8 @@ fn same_bytes_under_two_names_are_noted_with_both_classes() {
     let out = run(usctl().args(["ingest", "--json", "--size", "16", "--manifest"]).arg(&m).arg("--raw").arg(&raw).arg("--store").arg(&store));
     assert!(out.status.success(), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let notes: Vec<(String, String)> = report["notes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| (n["path"].as_str().unwrap().to_string(), n["reason"].as_str().unwrap().to_string()))
-        .collect();
+    let notes: Vec<(String, String)> =
+        report["notes"].as_array().unwrap().iter().map(|n| (n["path"].as_str().unwrap().to_string(), n["reason"].as_str().unwrap().to_string())).collect();
     let about = |f: &str| notes.iter().filter(|(p, r)| p == f || r.contains(f)).cloned().collect::<Vec<_>>();
     let conflict: Vec<_> = about("b1.png");
     assert_eq!(conflict.len(), 1, "{notes:?}");

@@ -30,7 +30,14 @@ fn f32s(path: &Path, name: &str) -> Vec<f32> {
 
 /// Backbone features of `input` with `weights`, computed by usctl.
 fn features(weights: &Path, input: &Path, out: &Path) -> Vec<f32> {
-    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_usctl-torch")).arg("features").arg("--weights").arg(weights).arg("--input").arg(input).arg("--out").arg(out));
+    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_usctl-torch"))
+        .arg("features")
+        .arg("--weights")
+        .arg(weights)
+        .arg("--input")
+        .arg(input)
+        .arg("--out")
+        .arg(out));
     assert!(o.status.success(), "{}", text(&o));
     f32s(out, "features")
 }
@@ -92,7 +99,12 @@ fn pretrain_evaluate_export_and_compare() {
     assert_eq!((card["parameters"].as_u64(), card["tensors"].as_u64()), (Some(11_176_512), Some(120)), "torchvision's resnet18 without fc");
     let x: Vec<f32> = (0..2 * 48 * 48).map(|i| ((i as f32) * 0.37).sin() * 1.5).collect();
     let input = d.join("x.safetensors");
-    write_safetensors(&input, &[("x".to_string(), RawTensor { dtype: Dtype::F32, shape: vec![2, 1, 48, 48], data: x.iter().flat_map(|v| v.to_le_bytes()).collect() })], None).unwrap();
+    write_safetensors(
+        &input,
+        &[("x".to_string(), RawTensor { dtype: Dtype::F32, shape: vec![2, 1, 48, 48], data: x.iter().flat_map(|v| v.to_le_bytes()).collect() })],
+        None,
+    )
+    .unwrap();
     let from_ckpt = features(&ckpt, &input, &d.join("f1.safetensors"));
     let from_export = features(&exported, &input, &d.join("f2.safetensors"));
     assert_eq!(from_ckpt.len(), 2 * 512);

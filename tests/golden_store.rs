@@ -64,10 +64,8 @@ fn store_bytes_are_pinned() {
     let v = build(tmp.path());
     assert_eq!(v.file_name().unwrap(), "0001-00112233445566aa");
     let digest = |name: &str| usctl::hash::hex(&sha2::Sha256::digest(std::fs::read(v.join(name)).unwrap()));
-    let got: Vec<(&str, String)> = ["frames.u8", "frames.parquet", "videos.parquet", "manifest.toml", "store.json"]
-        .into_iter()
-        .map(|f| (f, digest(f)))
-        .collect();
+    let got: Vec<(&str, String)> =
+        ["frames.u8", "frames.parquet", "videos.parquet", "manifest.toml", "store.json"].into_iter().map(|f| (f, digest(f))).collect();
     let want = [
         ("frames.u8", "2af0ba23241ab5f19ceb274a6b633a38c445962595449cbaed1b8d6051253dad"),
         ("frames.parquet", "bf9a557a6e638d7d09110b42f83f86fc291471aac85eb4c0e0595f8f47d09a9e"),
@@ -233,10 +231,14 @@ fn opening_refuses_a_version_whose_parts_disagree() {
         ("videos.parquet", "class_index", videos(|rows| rows[0].class_name = Some("y".into()))),
         ("videos.parquet", "do not start", videos(|rows| rows[2].first_frame_row = 1)),
         ("videos.parquet", "run past", videos(|rows| rows[2].frames_kept = 2)),
-        ("frames.u8", "bytes", Box::new(|v| {
-            std::fs::write(v.join("frames.u8"), [0u8; 64]).unwrap();
-            resealed(v, |_| {});
-        })),
+        (
+            "frames.u8",
+            "bytes",
+            Box::new(|v| {
+                std::fs::write(v.join("frames.u8"), [0u8; 64]).unwrap();
+                resealed(v, |_| {});
+            }),
+        ),
     ];
     for (file, says, edit) in cases {
         let err = refused(file, edit);

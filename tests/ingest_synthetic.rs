@@ -16,10 +16,21 @@ fn corpus(root: &Path) -> PathBuf {
     ffmpeg(&["-f", "lavfi", "-i", &testsrc(96, 64, 25, 50), "-c:v", "mpeg2video", "-f", "mpeg", &p("b_mpeg2.mpeg")]);
     // Variable frame rate mov: 10 frames 0.1 s apart, then 40 frames 0.02 s apart.
     ffmpeg(&[
-        "-f", "lavfi", "-i", &testsrc(64, 64, 50, 50),
-        "-vf", "setpts='if(lt(N,10),N*0.1,1+(N-10)*0.02)/TB'",
-        "-fps_mode", "passthrough", "-video_track_timescale", "1000",
-        "-c:v", "libx264", "-pix_fmt", "yuv420p", &p("b_vfr.mov"),
+        "-f",
+        "lavfi",
+        "-i",
+        &testsrc(64, 64, 50, 50),
+        "-vf",
+        "setpts='if(lt(N,10),N*0.1,1+(N-10)*0.02)/TB'",
+        "-fps_mode",
+        "passthrough",
+        "-video_track_timescale",
+        "1000",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        &p("b_vfr.mov"),
     ]);
     // GIF, 10 fps, 20 frames.
     ffmpeg(&["-f", "lavfi", "-i", &testsrc(64, 48, 10, 20), &p("b_anim.gif")]);
@@ -154,9 +165,8 @@ fn ingest_command(m: &Path, raw: &Path, store: &Path, extra: &[&str]) -> std::pr
 fn identical_ingests_started_together_publish_one_version() {
     let tmp = tempfile::tempdir().unwrap();
     let (raw, m, store) = setup(tmp.path(), &["*.*", "stills/*"]);
-    let children: Vec<_> = (0..4)
-        .map(|_| ingest_command(&m, &raw, &store, &["--size", "32", "--threads", "1"]).stdout(std::process::Stdio::piped()).spawn().unwrap())
-        .collect();
+    let children: Vec<_> =
+        (0..4).map(|_| ingest_command(&m, &raw, &store, &["--size", "32", "--threads", "1"]).stdout(std::process::Stdio::piped()).spawn().unwrap()).collect();
     let reports: Vec<serde_json::Value> = children
         .into_iter()
         .map(|c| {

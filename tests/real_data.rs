@@ -118,11 +118,7 @@ fn covid_blues_all_362_videos() {
         // One short epoch of USCL on the real store: every video takes part, and labels and
         // patients come from the manifest (severity classes, patient ids from file names).
         let dir = tempfile::tempdir().unwrap();
-        let out = run(usctl()
-            .args(["train", "--json", "--epochs", "1", "--image-size", "32", "--store"])
-            .arg(store)
-            .arg("--out")
-            .arg(dir.path().join("run")));
+        let out = run(usctl().args(["train", "--json", "--epochs", "1", "--image-size", "32", "--store"]).arg(store).arg("--out").arg(dir.path().join("run")));
         assert!(out.status.success(), "{}", text(&out));
         let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(s["train_videos"].as_u64().unwrap() + s["val_videos"].as_u64().unwrap(), 362);
@@ -159,7 +155,23 @@ fn evaluate_pocus(store: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("eval");
     let out = run(usctl()
-        .args(["eval", "--json", "--init", "random", "--protocol", "linear", "--seeds", "1", "--epochs", "5", "--image-size", "32", "--augment", "off", "--store"])
+        .args([
+            "eval",
+            "--json",
+            "--init",
+            "random",
+            "--protocol",
+            "linear",
+            "--seeds",
+            "1",
+            "--epochs",
+            "5",
+            "--image-size",
+            "32",
+            "--augment",
+            "off",
+            "--store",
+        ])
         .arg(store)
         .arg("--out")
         .arg(&out_dir));
@@ -167,7 +179,10 @@ fn evaluate_pocus(store: &Path) {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["classes"], serde_json::json!(["covid-19", "bacterial-pneumonia", "healthy"]));
     let (videos, _) = tables(&newest(store));
-    let kept: Vec<_> = videos.iter().filter(|v| v.frames_kept > 0 && ["covid-19", "bacterial-pneumonia", "healthy"].contains(&v.class_name.as_deref().unwrap_or(""))).collect();
+    let kept: Vec<_> = videos
+        .iter()
+        .filter(|v| v.frames_kept > 0 && ["covid-19", "bacterial-pneumonia", "healthy"].contains(&v.class_name.as_deref().unwrap_or("")))
+        .collect();
     assert_eq!(r["videos"].as_u64().unwrap() as usize, kept.len());
     assert_eq!(r["frames"].as_u64().unwrap() as i64, kept.iter().map(|v| v.frames_kept).sum::<i64>());
     let folds: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("folds.json")).unwrap()).unwrap();

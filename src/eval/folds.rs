@@ -99,7 +99,11 @@ impl Folds {
         self.check().map_err(|e| e.to_string())?;
         let saved: BTreeMap<&str, (usize, &Item)> = self.items.iter().zip(&self.fold).map(|(it, &f)| (it.video.as_str(), (f, it))).collect();
         if saved.len() != items.len() {
-            return Err(format!("it splits {} videos, this evaluation has {}; it was made for other data or classes: drop --folds-file", saved.len(), items.len()));
+            return Err(format!(
+                "it splits {} videos, this evaluation has {}; it was made for other data or classes: drop --folds-file",
+                saved.len(),
+                items.len()
+            ));
         }
         let mut fold = Vec::with_capacity(items.len());
         for it in items {
@@ -139,9 +143,7 @@ mod tests {
 
     fn items() -> Vec<Item> {
         // 40 videos of 3 classes; 24 of them from 8 patients with 3 videos each.
-        (0..40)
-            .map(|i| Item { video: format!("v{i}"), patient: (i < 24).then(|| format!("p{}", i / 3)), class: i % 3 })
-            .collect()
+        (0..40).map(|i| Item { video: format!("v{i}"), patient: (i < 24).then(|| format!("p{}", i / 3)), class: i % 3 }).collect()
     }
 
     #[test]

@@ -43,7 +43,8 @@ pub fn scores(m: &Confusion) -> Scores {
     let correct: u64 = (0..k).map(|c| m[c][c]).sum();
     let precision: Vec<f64> = (0..k).map(|c| ratio(m[c][c], predicted[c])).collect();
     let recall: Vec<f64> = (0..k).map(|c| ratio(m[c][c], support[c])).collect();
-    let f1: Vec<f64> = (0..k).map(|c| if precision[c] + recall[c] == 0.0 { 0.0 } else { 2.0 * precision[c] * recall[c] / (precision[c] + recall[c]) }).collect();
+    let f1: Vec<f64> =
+        (0..k).map(|c| if precision[c] + recall[c] == 0.0 { 0.0 } else { 2.0 * precision[c] * recall[c] / (precision[c] + recall[c]) }).collect();
     let in_truth: Vec<usize> = (0..k).filter(|&c| support[c] > 0).collect();
     let seen: Vec<usize> = (0..k).filter(|&c| support[c] > 0 || predicted[c] > 0).collect();
     let mean_over = |v: &[f64], idx: &[usize]| if idx.is_empty() { 0.0 } else { idx.iter().map(|&c| v[c]).sum::<f64>() / idx.len() as f64 };

@@ -140,7 +140,9 @@ fn selection_text(c: &EvalConfig) -> String {
             c.epochs,
             100.0 * c.val_fraction
         ),
-        Selection::Test => format!("the epoch (of {}) with the best accuracy on the test fold itself, as the reference code did: these numbers are optimistic", c.epochs),
+        Selection::Test => {
+            format!("the epoch (of {}) with the best accuracy on the test fold itself, as the reference code did: these numbers are optimistic", c.epochs)
+        }
     }
 }
 
@@ -164,7 +166,13 @@ impl Report {
         let c = &self.config;
         let mut o = String::new();
         let _ = writeln!(o, "# {}\n", self.title);
-        let _ = writeln!(o, "- Initialisation: `{}` ({}{})", self.init, self.label, self.init_sha256.as_ref().map_or(String::new(), |h| format!(", sha256 {}", &h[..16.min(h.len())])));
+        let _ = writeln!(
+            o,
+            "- Initialisation: `{}` ({}{})",
+            self.init,
+            self.label,
+            self.init_sha256.as_ref().map_or(String::new(), |h| format!(", sha256 {}", &h[..16.min(h.len())]))
+        );
         let _ = writeln!(o, "- Protocol: {} (`{}`)", self.protocol.describe(), self.protocol.name());
         let _ = writeln!(o, "- Model scored on each test fold: {}", selection_text(c));
         let _ = writeln!(o, "- Store: `{}`, dataset {}, version {}", self.store.dir, self.store.dataset, self.store.version_id);
@@ -277,9 +285,11 @@ pub fn compare(reports: &[(PathBuf, Report)]) -> String {
             labels.push(&r.label);
         }
     }
-    let protocols: Vec<Protocol> = [Protocol::Linear, Protocol::Last3, Protocol::All].into_iter().filter(|p| reports.iter().any(|(_, r)| r.protocol == *p)).collect();
+    let protocols: Vec<Protocol> =
+        [Protocol::Linear, Protocol::Last3, Protocol::All].into_iter().filter(|p| reports.iter().any(|(_, r)| r.protocol == *p)).collect();
     let on_test = reports.iter().any(|(_, r)| r.selection == Selection::Test);
-    let _ = writeln!(o, "Frame-level accuracy, mean ± sd over folds × seeds{}:\n", if on_test { " († epoch selected on the test fold: optimistic)" } else { "" });
+    let _ =
+        writeln!(o, "Frame-level accuracy, mean ± sd over folds × seeds{}:\n", if on_test { " († epoch selected on the test fold: optimistic)" } else { "" });
     let _ = writeln!(o, "| initialisation | {} |", protocols.iter().map(|p| p.describe()).collect::<Vec<_>>().join(" | "));
     let _ = writeln!(o, "|---|{}", "---|".repeat(protocols.len()));
     for l in &labels {
@@ -367,7 +377,8 @@ mod tests {
     #[test]
     fn levels_average_runs_and_sum_matrices() {
         // Run 1: 3 of 4 right; run 2: 4 of 4 right.
-        let runs = vec![run(0, 0, vec![vec![2, 1], vec![0, 1]], vec![vec![1, 0], vec![0, 1]]), run(1, 0, vec![vec![2, 0], vec![0, 2]], vec![vec![1, 0], vec![1, 0]])];
+        let runs =
+            vec![run(0, 0, vec![vec![2, 1], vec![0, 1]], vec![vec![1, 0], vec![0, 1]]), run(1, 0, vec![vec![2, 0], vec![0, 2]], vec![vec![1, 0], vec![1, 0]])];
         let r = report("spg", Protocol::Linear, Selection::Fixed, runs);
         assert_eq!(r.frame.accuracy.mean, 0.875);
         assert!((r.frame.accuracy.sd - (0.125f64 * 0.125 * 2.0).sqrt()).abs() < 1e-12, "sample sd of 0.75 and 1.0");

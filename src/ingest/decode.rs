@@ -78,9 +78,9 @@ fn decode_image(path: &Path, size: u32, mode: Mode) -> Decoded {
 #[cfg(feature = "decode")]
 mod video {
     use super::*;
-    use ffmpeg_next as ff;
     use ff::format::Pixel;
     use ff::software::scaling;
+    use ffmpeg_next as ff;
 
     static INIT: std::sync::Once = std::sync::Once::new();
 
@@ -158,9 +158,7 @@ mod video {
         let mut conv: Option<Converter> = None;
         let mut frame = ff::frame::Video::empty();
         // Used when a frame carries no timestamp at all (rare, broken muxers): one frame period.
-        let step = native
-            .map(|r| ((time_base.den as i128 * r.den as i128) / (time_base.num as i128 * r.num as i128)).max(1) as i64)
-            .unwrap_or(1);
+        let step = native.map(|r| ((time_base.den as i128 * r.den as i128) / (time_base.num as i128 * r.num as i128)).max(1) as i64).unwrap_or(1);
         let mut last_pts: Option<i64> = None;
         let mut failure: Option<String> = None;
 
@@ -173,8 +171,7 @@ mod video {
                 match sampler.offer(pts) {
                     Decision::Keep { time_s } => {
                         if mode == Mode::Store {
-                            Converter::convert(&mut conv, &frame, size, &mut out.pixels)
-                                .map_err(|e| format!("cannot convert frame {source_index}: {e}"))?;
+                            Converter::convert(&mut conv, &frame, size, &mut out.pixels).map_err(|e| format!("cannot convert frame {source_index}: {e}"))?;
                             out.frames.push(FrameMeta { time_s, source_index, pts });
                         }
                     }

@@ -12,8 +12,8 @@ mod same_bytes;
 
 use crate::error::{IngestError, SourceError};
 use crate::hash::sha256_file;
-use crate::store::index::VideoRow;
 use crate::manifest::{Entry, Manifest, Problem};
+use crate::store::index::VideoRow;
 use crate::store::reader::Store;
 use crate::store::version::{version_id, SourceState};
 use crate::store::writer::StoreWriter;
@@ -96,13 +96,7 @@ fn hash_entry(e: &Entry) -> Hashed {
 }
 
 pub fn params(fps: Rational, size: u32) -> IngestParams {
-    IngestParams {
-        fps: fps.to_string(),
-        size,
-        pixel_format: PIXEL_FORMAT.into(),
-        fit: FIT.into(),
-        decoder: decode::runtime_versions(),
-    }
+    IngestParams { fps: fps.to_string(), size, pixel_format: PIXEL_FORMAT.into(), fit: FIT.into(), decoder: decode::runtime_versions() }
 }
 
 fn check(opts: &IngestOptions) -> Result<(), IngestError> {
@@ -119,11 +113,7 @@ fn check(opts: &IngestOptions) -> Result<(), IngestError> {
 }
 
 fn pool(threads: usize) -> Result<rayon::ThreadPool, IngestError> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("usctl-ingest-{i}"))
-        .build()
-        .map_err(|e| IngestError::Pool(e.to_string()))
+    rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("usctl-ingest-{i}")).build().map_err(|e| IngestError::Pool(e.to_string()))
 }
 
 /// Runs `work(i)` for i in 0..n on the pool, workers taking indices in increasing order, and
@@ -399,13 +389,18 @@ mod tests {
     fn ordered_runner_is_ordered_and_complete() {
         let pool = pool(3).unwrap();
         let mut seen = Vec::new();
-        run_ordered(&pool, 100, |i| {
-            std::thread::sleep(std::time::Duration::from_micros(((i * 7919) % 13) as u64 * 50));
-            i * 2
-        }, |i, v| -> Result<(), ()> {
-            seen.push((i, v));
-            Ok(())
-        })
+        run_ordered(
+            &pool,
+            100,
+            |i| {
+                std::thread::sleep(std::time::Duration::from_micros(((i * 7919) % 13) as u64 * 50));
+                i * 2
+            },
+            |i, v| -> Result<(), ()> {
+                seen.push((i, v));
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(seen, (0..100).map(|i| (i, i * 2)).collect::<Vec<_>>());
     }
@@ -414,10 +409,19 @@ mod tests {
     fn ordered_runner_stops_on_sink_error() {
         let pool = pool(2).unwrap();
         let mut count = 0;
-        let r = run_ordered(&pool, 1000, |i| i, |i, _| {
-            count += 1;
-            if i == 10 { Err("disk full") } else { Ok(()) }
-        });
+        let r = run_ordered(
+            &pool,
+            1000,
+            |i| i,
+            |i, _| {
+                count += 1;
+                if i == 10 {
+                    Err("disk full")
+                } else {
+                    Ok(())
+                }
+            },
+        );
         assert_eq!(r, Err("disk full"));
         assert_eq!(count, 11);
     }

@@ -73,7 +73,9 @@ fn gcd(a: u64, b: u64) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decision {
     /// Keep this frame; `time_s` is its time since the first frame.
-    Keep { time_s: f64 },
+    Keep {
+        time_s: f64,
+    },
     Drop,
     /// The timestamp is not after the previous one (broken stream); the frame is dropped.
     OutOfOrder,
@@ -116,11 +118,7 @@ impl Resampler {
 /// predict an ingest's result).
 pub fn kept_indices(pts: &[i64], fps: Rational, time_base: Rational) -> Vec<usize> {
     let mut r = Resampler::new(fps, time_base);
-    pts.iter()
-        .enumerate()
-        .filter(|(_, &p)| matches!(r.offer(p), Decision::Keep { .. }))
-        .map(|(i, _)| i)
-        .collect()
+    pts.iter().enumerate().filter(|(_, &p)| matches!(r.offer(p), Decision::Keep { .. })).map(|(i, _)| i).collect()
 }
 
 #[cfg(test)]
@@ -194,11 +192,7 @@ mod tests {
             }
             let times: Vec<f64> = pts.iter().map(|&p| p as f64 / 1000.0).collect();
             for fps in [1i64, 3, 7] {
-                assert_eq!(
-                    kept_indices(&pts, r(fps, 1), r(1, 1000)),
-                    naive(&times, fps as f64),
-                    "case {case} fps {fps}"
-                );
+                assert_eq!(kept_indices(&pts, r(fps, 1), r(1, 1000)), naive(&times, fps as f64), "case {case} fps {fps}");
             }
         }
     }

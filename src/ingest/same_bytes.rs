@@ -25,15 +25,8 @@ pub fn same_bytes(entries: &[Entry], sha256: &[Option<&str>]) -> (Vec<Problem>, 
                  fix the manifest's class rules or metadata, or remove one copy",
                 f.rel_path
             ))),
-            (here, there) if here == there => {
-                copies.push(note(format!("same bytes as {} (same class: {}); the file is stored twice", f.rel_path, said(here))))
-            }
-            (here, there) => copies.push(note(format!(
-                "same bytes as {} ({} here, {} there); the file is stored twice",
-                f.rel_path,
-                said(here),
-                said(there)
-            ))),
+            (here, there) if here == there => copies.push(note(format!("same bytes as {} (same class: {}); the file is stored twice", f.rel_path, said(here)))),
+            (here, there) => copies.push(note(format!("same bytes as {} ({} here, {} there); the file is stored twice", f.rel_path, said(here), said(there)))),
         }
     }
     (conflicts, copies)
@@ -44,14 +37,7 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, class: Option<&str>) -> Entry {
-        Entry {
-            subdataset: "s".into(),
-            rel_path: path.into(),
-            path: path.into(),
-            class: class.map(|c| (c.to_string(), 0)),
-            patient: None,
-            missing: false,
-        }
+        Entry { subdataset: "s".into(), rel_path: path.into(), path: path.into(), class: class.map(|c| (c.to_string(), 0)), patient: None, missing: false }
     }
 
     #[test]

@@ -37,10 +37,7 @@ impl RawRoot {
 
 /// The problem reported for a link that leads outside `--raw`.
 pub fn outside_reason(target: &Path) -> String {
-    format!(
-        "symbolic link to {}, outside --raw, so it is not read; point the link inside --raw or copy the data in",
-        target.display()
-    )
+    format!("symbolic link to {}, outside --raw, so it is not read; point the link inside --raw or copy the data in", target.display())
 }
 
 /// A path for messages: valid UTF-8 as it is, every other byte as `\xNN`.

@@ -141,7 +141,12 @@ fn tables_agree(meta: &StoreMeta, videos: &[VideoRow], frames: &[FrameRow]) -> R
         let kept = usize::try_from(v.frames_kept).ok();
         let end = kept.and_then(|k| next.checked_add(k)).filter(|&e| e <= frames.len());
         let Some(end) = end.filter(|_| v.first_frame_row == next as i64) else {
-            return Err(format!("{at}: frames {} + {} do not start at row {next} or run past the {} stored frames", v.first_frame_row, v.frames_kept, frames.len()));
+            return Err(format!(
+                "{at}: frames {} + {} do not start at row {next} or run past the {} stored frames",
+                v.first_frame_row,
+                v.frames_kept,
+                frames.len()
+            ));
         };
         if let Some(f) = (next..end).find(|&r| frames[r].frame_row != r as i64 || frames[r].video_id != v.video_id) {
             return Err(format!("{at}: frames.parquet row {f} does not belong to it"));

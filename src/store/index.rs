@@ -5,8 +5,8 @@
 
 use crate::error::StoreError;
 use parquet::basic::{Compression, Encoding, Repetition};
-use parquet::errors::ParquetError;
 use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type};
+use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
@@ -113,11 +113,7 @@ fn split<T: Clone>(v: &[Option<T>]) -> (Vec<T>, Vec<i16>) {
 
 fn write_table(path: &Path, schema: &str, columns: Vec<Column>) -> Result<(), StoreError> {
     let schema = Arc::new(parse_message_type(schema).map_err(|e| write_error(path, e))?);
-    let optional: Vec<bool> = schema
-        .get_fields()
-        .iter()
-        .map(|f| f.get_basic_info().repetition() == Repetition::OPTIONAL)
-        .collect();
+    let optional: Vec<bool> = schema.get_fields().iter().map(|f| f.get_basic_info().repetition() == Repetition::OPTIONAL).collect();
     if optional.len() != columns.len() {
         return Err(write_error(path, ParquetError::General("schema and data disagree on the number of columns".into())));
     }
@@ -266,13 +262,7 @@ fn string(f: &Field) -> Option<Option<String>> {
 
 pub fn read_frames(path: &Path) -> Result<Vec<FrameRow>, StoreError> {
     read_table(path, FRAMES_SCHEMA, |f| {
-        Some(FrameRow {
-            frame_row: long(&f[0])??,
-            video_id: int(&f[1])??,
-            time_s: double(&f[2])??,
-            source_index: long(&f[3])??,
-            pts: long(&f[4])??,
-        })
+        Some(FrameRow { frame_row: long(&f[0])??, video_id: int(&f[1])??, time_s: double(&f[2])??, source_index: long(&f[3])??, pts: long(&f[4])?? })
     })
 }
 
@@ -333,9 +323,8 @@ mod tests {
     #[test]
     fn round_trips_both_tables() {
         let dir = tempfile::tempdir().unwrap();
-        let frames: Vec<FrameRow> = (0..7)
-            .map(|i| FrameRow { frame_row: i, video_id: (i / 3) as i32, time_s: i as f64 / 3.0, source_index: i * 8, pts: i * 512 - 3 })
-            .collect();
+        let frames: Vec<FrameRow> =
+            (0..7).map(|i| FrameRow { frame_row: i, video_id: (i / 3) as i32, time_s: i as f64 / 3.0, source_index: i * 8, pts: i * 512 - 3 }).collect();
         let videos = vec![sample_video(0, true), sample_video(1, false)];
         write_frames(&dir.path().join("f.parquet"), &frames).unwrap();
         write_videos(&dir.path().join("v.parquet"), &videos).unwrap();

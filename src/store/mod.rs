@@ -16,8 +16,8 @@ pub mod index;
 pub mod interrupt;
 pub mod lock;
 pub mod reader;
-pub mod version;
 pub mod verify;
+pub mod version;
 pub mod writer;
 
 use crate::error::StoreError;
@@ -90,8 +90,7 @@ impl StoreMeta {
             format: String,
             format_version: u32,
         }
-        let probe: Probe = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Corrupt { path: path.clone(), message: e.to_string() })?;
+        let probe: Probe = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { path: path.clone(), message: e.to_string() })?;
         if probe.format != FORMAT_NAME {
             return Err(StoreError::Corrupt { path, message: format!("format is '{}', not '{FORMAT_NAME}'", probe.format) });
         }
@@ -199,10 +198,7 @@ pub fn locate(store: &Path, dataset: Option<&str>, version: Option<&str>) -> Res
             dataset_dir.display(),
             versions.iter().map(|v| format!("{:04}-{}", v.seq, v.id)).collect::<Vec<_>>().join(", ")
         ))),
-        _ => Err(StoreError::Ambiguous {
-            path: dataset_dir,
-            message: format!("version '{want}' matches several versions; give more of its id"),
-        }),
+        _ => Err(StoreError::Ambiguous { path: dataset_dir, message: format!("version '{want}' matches several versions; give more of its id") }),
     }
 }
 

@@ -2,8 +2,8 @@
 //! loader, verify, tools) get frames as borrowed slices of the map: no copy, no file opens per
 //! frame, and resident memory that the kernel can drop under pressure.
 
-use super::*;
 use super::index::{FrameRow, VideoRow};
+use super::*;
 use memmap2::Mmap;
 
 pub struct Store {
@@ -59,7 +59,8 @@ impl Store {
 }
 
 /// What a reader says when the kernel raises SIGBUS: the one way a mapped store fails at run time.
-const SIGBUS_MESSAGE: &[u8] = b"usctl: a memory-mapped store file shrank while in use (SIGBUS); published store versions must never be modified; run `usctl verify` on the store\n";
+const SIGBUS_MESSAGE: &[u8] =
+    b"usctl: a memory-mapped store file shrank while in use (SIGBUS); published store versions must never be modified; run `usctl verify` on the store\n";
 
 extern "C" fn on_sigbus(_: libc::c_int) {
     // SAFETY: write(2) on a static buffer and _exit(2) are async-signal-safe (signal-safety(7));

@@ -46,10 +46,9 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
             report.files_checked += 1;
             report.bad_files.push(format!("{META_FILE} (its content does not match its meta_sha256)"));
         }
-        None => report.unchecked.push(format!(
-            "{META_FILE} (format {} has no self-digest, so edits to it cannot be detected; re-ingest to upgrade)",
-            meta.format_version
-        )),
+        None => report
+            .unchecked
+            .push(format!("{META_FILE} (format {} has no self-digest, so edits to it cannot be detected; re-ingest to upgrade)", meta.format_version)),
     }
     for (name, want) in &meta.files {
         let path = dir.join(name);

@@ -113,10 +113,7 @@ impl StoreWriter {
             file.sync_all().map_err(StoreError::io(&payload_path))?;
         }
         let mut files = BTreeMap::new();
-        files.insert(
-            PAYLOAD_FILE.to_string(),
-            FileDigest { bytes: self.payload_bytes, sha256: hex(&std::mem::take(&mut self.hasher).finalize()) },
-        );
+        files.insert(PAYLOAD_FILE.to_string(), FileDigest { bytes: self.payload_bytes, sha256: hex(&std::mem::take(&mut self.hasher).finalize()) });
         index::write_frames(&self.tmp.join(FRAMES_FILE), &self.frames)?;
         index::write_videos(&self.tmp.join(VIDEOS_FILE), &self.videos)?;
         write_synced(&self.tmp.join(MANIFEST_FILE), manifest)?;

@@ -127,9 +127,9 @@ pub fn views(frames: &Tensor, spec: &ViewsSpec, a: &AugmentConfig, size: i64, de
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::{Device, Kind, Tensor};
     use usctl::augment::draw;
     use usctl::seed;
-    use tch::{Device, Kind, Tensor};
 
     fn frames(v: i64, side: i64) -> Tensor {
         Tensor::arange(v * 2 * side * side, (Kind::Int64, Device::Cpu)).remainder(251).to_kind(Kind::Uint8).view([v, 2, side, side])

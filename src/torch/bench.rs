@@ -1,19 +1,19 @@
 //! Throughput probes behind `make bench` (docs/BENCHMARKS.md): the loader alone, and training
 //! steps on synthetic tensors already in memory (libtorch's ceiling for the end-to-end run).
 
-use usctl::config::TrainConfig;
-use usctl::error::TrainError;
 use crate::loader::{Batch, Loader};
-use usctl::sampler::Fallbacks;
-use usctl::store::reader::Store;
-use crate::train::{self, Nets};
 use crate::optim::Adam;
-use usctl::schedule;
+use crate::train::{self, Nets};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
+use usctl::config::TrainConfig;
+use usctl::error::TrainError;
+use usctl::sampler::Fallbacks;
+use usctl::schedule;
+use usctl::store::reader::Store;
 
 #[derive(Debug, Serialize)]
 pub struct Throughput {
@@ -45,7 +45,15 @@ pub fn loader(store_dir: &Path, c: &TrainConfig, threads: usize, batches: usize)
     let t0 = Instant::now();
     let pairs: u64 = Loader::start(ctx, jobs, threads, 2 * threads).map(|b| b.pairs() as u64).sum();
     let seconds = t0.elapsed().as_secs_f64();
-    Ok(Throughput { what: "loader pairs".into(), threads, image_size: c.image_size, batch_size: c.batch_size, items: pairs, seconds, per_second: pairs as f64 / seconds })
+    Ok(Throughput {
+        what: "loader pairs".into(),
+        threads,
+        image_size: c.image_size,
+        batch_size: c.batch_size,
+        items: pairs,
+        seconds,
+        per_second: pairs as f64 / seconds,
+    })
 }
 
 /// Images per second of full training steps (forward, NT-Xent, backward, Adam) on random views
@@ -59,7 +67,15 @@ pub fn step(c: &TrainConfig, steps: usize) -> Result<Throughput, TrainError> {
     let n = c.batch_size as i64;
     // One channel, as the loader delivers (the backbone folds the three gray channels).
     let views = Tensor::randn([2 * n, 1, c.image_size, c.image_size], (Kind::Float, device));
-    let batch = Batch { frames: Tensor::zeros([0], (Kind::Uint8, Device::Cpu)), xi: vec![], params: vec![], mix_after: false, labels: vec![-1; n as usize], fallbacks: Fallbacks::default(), views: Some(views) };
+    let batch = Batch {
+        frames: Tensor::zeros([0], (Kind::Uint8, Device::Cpu)),
+        xi: vec![],
+        params: vec![],
+        mix_after: false,
+        labels: vec![-1; n as usize],
+        fallbacks: Fallbacks::default(),
+        views: Some(views),
+    };
     let autocast = device.is_cuda() && c.mixed_precision;
     let mut run = |k: usize| -> Result<f64, TrainError> {
         let t0 = Instant::now();
@@ -77,5 +93,13 @@ pub fn step(c: &TrainConfig, steps: usize) -> Result<Throughput, TrainError> {
     run(2)?; // warm-up: allocator and kernel selection
     let seconds = run(steps)?;
     let items = (steps as i64 * 2 * n) as u64;
-    Ok(Throughput { what: "training images (synthetic, in memory)".into(), threads, image_size: c.image_size, batch_size: c.batch_size, items, seconds, per_second: items as f64 / seconds })
+    Ok(Throughput {
+        what: "training images (synthetic, in memory)".into(),
+        threads,
+        image_size: c.image_size,
+        batch_size: c.batch_size,
+        items,
+        seconds,
+        per_second: items as f64 / seconds,
+    })
 }

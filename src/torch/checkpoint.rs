@@ -3,13 +3,13 @@
 //! in the header's `__metadata__`, the training state as JSON under the key `usctl`. One file means
 //! weights and state can never disagree; it is written to a temporary name, synced and renamed.
 
-use usctl::error::TrainError;
 use safetensors::tensor::{Dtype, SafeTensors};
-use usctl::export::{write_safetensors, RawTensor, STATE_KEY};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
+use usctl::error::TrainError;
+use usctl::export::{write_safetensors, RawTensor, STATE_KEY};
 
 pub const FORMAT: &str = "usctl-checkpoint";
 pub const FORMAT_VERSION: u32 = 2;
@@ -68,7 +68,9 @@ fn raw(t: &Tensor) -> Result<RawTensor, String> {
     let shape = t.size().iter().map(|&d| d as usize).collect();
     let (dtype, data) = match t.kind() {
         Kind::Int64 => (Dtype::I64, Vec::<i64>::try_from(t.flatten(0, -1)).map_err(|e| e.to_string())?.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        _ => (Dtype::F32, Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).map_err(|e| e.to_string())?.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        _ => {
+            (Dtype::F32, Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).map_err(|e| e.to_string())?.iter().flat_map(|x| x.to_le_bytes()).collect())
+        }
     };
     Ok(RawTensor { dtype, shape, data })
 }
@@ -85,7 +87,8 @@ pub fn write(path: &Path, tensors: &[(String, Tensor)], state: Option<&State>) -
 pub fn read(path: &Path) -> Result<(HashMap<String, Tensor>, Option<State>), TrainError> {
     let fail = |message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
     let bytes = std::fs::read(path).map_err(TrainError::io(path))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a safetensors file ({e:?}); give a file written by usctl or by safetensors.torch.save_file")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| fail(format!("not a safetensors file ({e:?}); give a file written by usctl or by safetensors.torch.save_file")))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();

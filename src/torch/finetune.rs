@@ -71,7 +71,15 @@ fn tuned(protocol: Protocol, name: &str) -> bool {
 
 impl Model {
     /// `backbone_seed` draws a random backbone (when `init` is None), `head_seed` the classifier.
-    pub(crate) fn new(device: Device, backbone_seed: u64, head_seed: u64, classes: usize, protocol: Protocol, init: Option<&HashMap<String, Tensor>>, init_path: &Path) -> Result<Model, TrainError> {
+    pub(crate) fn new(
+        device: Device,
+        backbone_seed: u64,
+        head_seed: u64,
+        classes: usize,
+        protocol: Protocol,
+        init: Option<&HashMap<String, Tensor>>,
+        init_path: &Path,
+    ) -> Result<Model, TrainError> {
         let backbone_vs = nn::VarStore::new(device);
         let backbone = ResNet18::new(&backbone_vs.root());
         match init {
@@ -277,7 +285,8 @@ fn run_fold(ctx: &Ctx, folds: &Folds, fold: usize, rep: usize) -> Result<FoldRun
         let mut rng = seed::stream(run_seed, "eval-epoch", &[epoch as u64]);
         let rows = epoch_rows(&mut rng, ctx.ds, &train, c.frames_per_video);
         for batch in batches(&rows, c.batch_size) {
-            let params: Vec<AugParams> = if c.augment_train { batch.iter().map(|_| draw(&mut rng, &c.augment)).collect() } else { vec![AugParams::IDENTITY; batch.len()] };
+            let params: Vec<AugParams> =
+                if c.augment_train { batch.iter().map(|_| draw(&mut rng, &c.augment)).collect() } else { vec![AugParams::IDENTITY; batch.len()] };
             let logits = model.logits(&ctx.features(&model, &batch, &params, true));
             let targets = Tensor::from_slice(&batch.iter().map(|r| classes[r]).collect::<Vec<_>>()).to_device(ctx.device);
             let l = loss::cross_entropy(&logits, &targets)?;
@@ -336,7 +345,8 @@ fn feature_cache(ctx: &Ctx) -> Result<(Tensor, HashMap<usize, i64>), EvalError> 
     let all: Vec<usize> = (0..ctx.ds.videos.len()).collect();
     let rows: Vec<usize> = ctx.ds.frames_of(&all).into_iter().map(|f| f.1).collect();
     let _guard = tch::no_grad_guard();
-    let parts: Vec<Tensor> = rows.chunks(PREDICT_BATCH).map(|chunk| model.features(&ctx.images(chunk, &vec![AugParams::IDENTITY; chunk.len()]), false)).collect();
+    let parts: Vec<Tensor> =
+        rows.chunks(PREDICT_BATCH).map(|chunk| model.features(&ctx.images(chunk, &vec![AugParams::IDENTITY; chunk.len()]), false)).collect();
     let pos = rows.iter().enumerate().map(|(i, &r)| (r, i as i64)).collect();
     Ok((Tensor::cat(&parts, 0), pos))
 }
@@ -347,7 +357,8 @@ fn folds_for(o: &EvalOptions, ds: &Dataset) -> Result<Folds, EvalError> {
         Some(path) => {
             let fail = |message: String| EvalError::FoldsFile { path: path.clone(), message };
             let text = std::fs::read(path).map_err(EvalError::io(path))?;
-            let saved: Folds = serde_json::from_slice(&text).map_err(|e| fail(format!("not a folds file ({e}); give the folds.json an earlier `usctl eval` wrote")))?;
+            let saved: Folds =
+                serde_json::from_slice(&text).map_err(|e| fail(format!("not a folds file ({e}); give the folds.json an earlier `usctl eval` wrote")))?;
             saved.reuse(&items).map_err(fail)
         }
         None => Ok(folds::split(&items, o.config.folds, o.config.seed)?),
@@ -424,7 +435,11 @@ pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
         protocol: c.protocol,
         selection: c.selection,
         classes: ds.classes.clone(),
-        store: StoreRef { dir: o.store.canonicalize().unwrap_or_else(|_| o.store.clone()).display().to_string(), dataset: store.meta.dataset.clone(), version_id: store.meta.version_id.clone() },
+        store: StoreRef {
+            dir: o.store.canonicalize().unwrap_or_else(|_| o.store.clone()).display().to_string(),
+            dataset: store.meta.dataset.clone(),
+            version_id: store.meta.version_id.clone(),
+        },
         videos: ds.videos.len(),
         videos_with_patient: ds.videos.iter().filter(|v| v.patient.is_some()).count(),
         frames: ds.videos.iter().map(|v| v.frames).sum(),
@@ -447,7 +462,19 @@ mod tests {
     use crate::testkit;
 
     fn config(protocol: Protocol) -> EvalConfig {
-        EvalConfig { protocol, folds: 2, seeds: 1, epochs: 2, batch_size: 4, image_size: 32, lr: 1e-3, device: usctl::config::DeviceChoice::Cpu, threads: 1, exclude_classes: vec![], ..Default::default() }
+        EvalConfig {
+            protocol,
+            folds: 2,
+            seeds: 1,
+            epochs: 2,
+            batch_size: 4,
+            image_size: 32,
+            lr: 1e-3,
+            device: usctl::config::DeviceChoice::Cpu,
+            threads: 1,
+            exclude_classes: vec![],
+            ..Default::default()
+        }
     }
 
     /// A labelled test store of `videos` videos in `dir`, opened, and the dataset `c` selects.
@@ -475,7 +502,9 @@ mod tests {
         for batch in batches(&rows, 4) {
             let params: Vec<AugParams> = batch.iter().map(|_| draw(&mut seed::stream(2, "t", &[]), &c.augment)).collect();
             let logits = model.logits(&ctx.features(&model, &batch, &params, true));
-            let targets = Tensor::from_slice(&batch.iter().map(|r| ds.videos.iter().find(|v| (v.first_row..v.first_row + v.frames).contains(r)).unwrap().class as i64).collect::<Vec<_>>());
+            let targets = Tensor::from_slice(
+                &batch.iter().map(|r| ds.videos.iter().find(|v| (v.first_row..v.first_row + v.frames).contains(r)).unwrap().class as i64).collect::<Vec<_>>(),
+            );
             adam.zero_grad();
             loss::cross_entropy(&logits, &targets).unwrap().backward();
             adam.step(0.01);
@@ -501,7 +530,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let version = testkit::labelled_store(dir.path(), 12, 32);
         let run = |name: &str, c: EvalConfig| {
-            evaluate(EvalOptions { store: version.clone(), init: None, label: None, out: dir.path().join(name), config: c, folds_file: None, progress: false, command_line: vec![] }).unwrap()
+            evaluate(EvalOptions {
+                store: version.clone(),
+                init: None,
+                label: None,
+                out: dir.path().join(name),
+                config: c,
+                folds_file: None,
+                progress: false,
+                command_line: vec![],
+            })
+            .unwrap()
         };
         let fixed = run("fixed", EvalConfig { augment_train: false, ..config(Protocol::Linear) });
         let cached = run("cached", EvalConfig { augment_train: false, ..config(Protocol::Linear) });
@@ -529,7 +568,16 @@ mod tests {
         assert!(test.title.starts_with("EPOCH SELECTED ON THE TEST FOLD"));
         let md = std::fs::read_to_string(dir.path().join("test").join(report::MARKDOWN)).unwrap();
         assert!(md.starts_with("# EPOCH SELECTED ON THE TEST FOLD"), "{md}");
-        let err = evaluate(EvalOptions { store: version.clone(), init: None, label: None, out: dir.path().join("fixed"), config: config(Protocol::Linear), folds_file: None, progress: false, command_line: vec![] });
+        let err = evaluate(EvalOptions {
+            store: version.clone(),
+            init: None,
+            label: None,
+            out: dir.path().join("fixed"),
+            config: config(Protocol::Linear),
+            folds_file: None,
+            progress: false,
+            command_line: vec![],
+        });
         assert!(matches!(err, Err(EvalError::Exists { .. })));
     }
 
@@ -542,7 +590,16 @@ mod tests {
         for (name, augment_train) in [("cached", false), ("images", true)] {
             let c = EvalConfig { augment_train, lr: 1e38, epochs: 3, ..config(Protocol::Linear) };
             let out = dir.path().join(name);
-            let err = evaluate(EvalOptions { store: version.clone(), init: None, label: None, out: out.clone(), config: c, folds_file: None, progress: false, command_line: vec![] });
+            let err = evaluate(EvalOptions {
+                store: version.clone(),
+                init: None,
+                label: None,
+                out: out.clone(),
+                config: c,
+                folds_file: None,
+                progress: false,
+                command_line: vec![],
+            });
             let err = err.err().unwrap_or_else(|| panic!("{name}: an overflowing learning rate must not give a report")).to_string();
             assert!(err.contains("fold 1") && err.contains("seed 1") && err.contains("epoch") && err.contains("--lr"), "{name}: {err}");
             assert!(!out.join(report::JSON).exists(), "{name}: no report for a diverged fine-tuning");

@@ -6,15 +6,15 @@
 //! any number of threads.
 
 use crate::augment::{self, ViewsSpec};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tch::{Device, Tensor};
 use usctl::augment::{self as draw_aug, AugParams};
 use usctl::config::AugmentConfig;
 use usctl::sampler::{self, Clip, Fallbacks, Pair, Sampler};
 use usctl::seed;
 use usctl::store::reader::Store;
-use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use tch::{Device, Tensor};
 
 /// What a batch is made from.
 #[derive(Debug, Clone)]
@@ -192,7 +192,8 @@ mod tests {
     }
 
     fn jobs() -> Vec<Job> {
-        let mut j: Vec<Job> = (0..5).map(|i| Job::Train { epoch: 1, index: i, clips: vec![(i as usize) % 8, (i as usize + 3) % 8, (i as usize + 5) % 8] }).collect();
+        let mut j: Vec<Job> =
+            (0..5).map(|i| Job::Train { epoch: 1, index: i, clips: vec![(i as usize) % 8, (i as usize + 3) % 8, (i as usize + 5) % 8] }).collect();
         j.push(Job::Val { clips: vec![0, 1, 2] });
         j
     }

@@ -197,7 +197,14 @@ fn run_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
     let store = a.store.locate()?;
     if !a.quiet && !a.json {
         let pairs = format!("{:?}", config.pairs).to_lowercase();
-        eprintln!("training on {} → {} ({pairs} pairs, {} epochs, {} px, batch {})", store.display(), a.out.display(), config.epochs, config.image_size, config.batch_size);
+        eprintln!(
+            "training on {} → {} ({pairs} pairs, {} epochs, {} px, batch {})",
+            store.display(),
+            a.out.display(),
+            config.epochs,
+            config.image_size,
+            config.batch_size
+        );
     }
     let summary = train::train(train::TrainOptions {
         store,

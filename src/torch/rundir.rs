@@ -80,10 +80,8 @@ impl RunDir {
 
     /// An existing run, repaired to its last committed epoch (see the module comment).
     pub fn resume(dir: &Path) -> Result<(RunDir, Recovered), TrainError> {
-        let mut notes: Vec<String> = files::remove_leftover_temps(dir)
-            .iter()
-            .map(|p| format!("removed {}, left by an interrupted process", p.display()))
-            .collect();
+        let mut notes: Vec<String> =
+            files::remove_leftover_temps(dir).iter().map(|p| format!("removed {}, left by an interrupted process", p.display())).collect();
         let (last, best) = (dir.join(LAST), dir.join(BEST));
         let mut committed = read_if_present(&last)?;
         let best_state = read_if_present(&best)?.map(|(_, s)| s);
@@ -222,7 +220,9 @@ fn recover_metrics(path: &Path, epochs_done: u32) -> Result<Vec<String>, TrainEr
     }
     let missing: Vec<u32> = (0..epochs_done).filter(|e| !ended.contains(&(*e as u64))).collect();
     if !missing.is_empty() {
-        notes.push(format!("{METRICS} has no epoch_end line for epoch(s) {missing:?} (an interrupted run of an older usctl); their step lines may be missing too"));
+        notes.push(format!(
+            "{METRICS} has no epoch_end line for epoch(s) {missing:?} (an interrupted run of an older usctl); their step lines may be missing too"
+        ));
     }
     if torn > 0 || !dropped.is_empty() {
         files::write_atomic(path, keep.as_bytes()).map_err(TrainError::io(path))?;

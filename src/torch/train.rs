@@ -4,8 +4,6 @@
 //! (config, provenance, metrics, checkpoints, summary, and their repair on resume) from `rundir`.
 
 use crate::checkpoint::{self, State};
-use usctl::config::{DeviceChoice, HowOverrides, Overrides, TrainConfig};
-use usctl::error::{ConfigError, TrainError};
 use crate::loader::{Batch, Context, Job, Loader};
 use crate::loss;
 use crate::model::{init, Heads, ResNet18};
@@ -17,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::{nn, Device, Tensor};
+use usctl::config::{DeviceChoice, HowOverrides, Overrides, TrainConfig};
+use usctl::error::{ConfigError, TrainError};
 use usctl::sampler::{self, Clip, Fallbacks, Sampler};
 use usctl::store::reader::Store;
 use usctl::store::StoreMeta;
@@ -70,7 +70,10 @@ pub fn resolve_config(out: &Path, file: Option<&Path>, o: &Overrides, resume: bo
     let saved = out.join(CONFIG_FILE);
     if resume {
         if file.is_some() {
-            return Err(TrainError::Resume { path: out.into(), message: "--config cannot be combined with --resume: the run's own config.toml is used".into() });
+            return Err(TrainError::Resume {
+                path: out.into(),
+                message: "--config cannot be combined with --resume: the run's own config.toml is used".into(),
+            });
         }
         if !saved.is_file() {
             return Err(TrainError::Resume { path: out.into(), message: format!("no {CONFIG_FILE} there; start the run without --resume") });
@@ -78,7 +81,13 @@ pub fn resolve_config(out: &Path, file: Option<&Path>, o: &Overrides, resume: bo
         let changed = o.run.given();
         if !changed.is_empty() {
             let flags = changed.join(", ");
-            return Err(TrainError::Resume { path: out.into(), message: format!("{flags} would change the run, and a resumed run continues exactly; start a new run with --out instead (only {} may change)", usctl::config::long_flags::<HowOverrides>().join(", ")) });
+            return Err(TrainError::Resume {
+                path: out.into(),
+                message: format!(
+                    "{flags} would change the run, and a resumed run continues exactly; start a new run with --out instead (only {} may change)",
+                    usctl::config::long_flags::<HowOverrides>().join(", ")
+                ),
+            });
         }
         let mut c = TrainConfig::load(&saved)?;
         c.apply(&Overrides { how: o.how.clone(), ..Default::default() })?;
@@ -137,7 +146,14 @@ pub fn split(store: &Store, c: &TrainConfig) -> Split {
     Split { clips, classes, paths, train, val, labelled }
 }
 
-pub(crate) fn context(store: Store, c: &TrainConfig, sp: &Split, labels: Vec<Option<i64>>, train_clips: Vec<usize>, augment_in_loader: bool) -> Result<Context, TrainError> {
+pub(crate) fn context(
+    store: Store,
+    c: &TrainConfig,
+    sp: &Split,
+    labels: Vec<Option<i64>>,
+    train_clips: Vec<usize>,
+    augment_in_loader: bool,
+) -> Result<Context, TrainError> {
     let sampler = Sampler::new(c.pairs, &c.spg).map_err(|m| ConfigError::Invalid { key: "spg".into(), message: m })?;
     Ok(Context {
         store,
@@ -276,7 +292,10 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
         }
         drop(loader);
         if tally.steps != expected {
-            return Err(TrainError::Torch(format!("the loader delivered {} of {expected} batches of epoch {epoch} (a loader thread failed; see the message above)", tally.steps)));
+            return Err(TrainError::Torch(format!(
+                "the loader delivered {} of {expected} batches of epoch {epoch} (a loader thread failed; see the message above)",
+                tally.steps
+            )));
         }
         tally.seconds = t0.elapsed().as_secs_f64();
         bar.finish_and_clear();
@@ -297,7 +316,14 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
         if o.progress {
             let val = val.map_or("-".into(), |v| format!("{v:.4}"));
             let best = if improved { "  (best)" } else { "" };
-            eprintln!("epoch {:>3}/{}  loss {:.4}  val NT-Xent {val}  {:.1} img/s  loader wait {:.1} s{best}", state.epoch, c.epochs, tally.mean_loss().unwrap_or(f64::NAN), tally.images_per_s(), tally.wait);
+            eprintln!(
+                "epoch {:>3}/{}  loss {:.4}  val NT-Xent {val}  {:.1} img/s  loader wait {:.1} s{best}",
+                state.epoch,
+                c.epochs,
+                tally.mean_loss().unwrap_or(f64::NAN),
+                tally.images_per_s(),
+                tally.wait
+            );
         }
         run_tally.absorb(tally);
     }
@@ -353,7 +379,16 @@ pub(crate) fn epoch_jobs(c: &TrainConfig, epoch: u32, train_clips: &[usize]) -> 
 
 /// One optimisation step: forward, backward (with fp16 loss scaling under autocast), Adam.
 #[allow(clippy::too_many_arguments)]
-fn step(nets: &Nets, adam: &mut Adam, state: &mut State, batch: &Batch, c: &TrainConfig, device: Device, autocast: bool, lr: f64) -> Result<Losses, TrainError> {
+fn step(
+    nets: &Nets,
+    adam: &mut Adam,
+    state: &mut State,
+    batch: &Batch,
+    c: &TrainConfig,
+    device: Device,
+    autocast: bool,
+    lr: f64,
+) -> Result<Losses, TrainError> {
     adam.zero_grad();
     let l = forward(nets, batch, c, device, true, autocast)?;
     if !l.value.is_finite() {
@@ -376,7 +411,16 @@ fn step(nets: &Nets, adam: &mut Adam, state: &mut State, batch: &Batch, c: &Trai
 /// Opens the run directory: a new run (config, provenance, initial weights), or a resumed one,
 /// repaired to its last committed epoch, whose weights, optimiser and state are loaded.
 #[allow(clippy::too_many_arguments)]
-fn open_run(o: &TrainOptions, nets: &Nets, adam: &mut Adam, meta: &StoreMeta, sp: &Split, train_videos: usize, device: Device, threads: usize) -> Result<(RunDir, State), TrainError> {
+fn open_run(
+    o: &TrainOptions,
+    nets: &Nets,
+    adam: &mut Adam,
+    meta: &StoreMeta,
+    sp: &Split,
+    train_videos: usize,
+    device: Device,
+    threads: usize,
+) -> Result<(RunDir, State), TrainError> {
     let c = &o.config;
     let config_text = c.to_toml();
     let config_sha = usctl::hash::sha256_hex(config_text.as_bytes());
@@ -391,10 +435,16 @@ fn open_run(o: &TrainOptions, nets: &Nets, adam: &mut Adam, meta: &StoreMeta, sp
         Some((saved, s)) => {
             let last = run.file(LAST);
             if s.store_version != meta.version_id {
-                return Err(TrainError::Resume { path: o.out.clone(), message: format!("the run trained on store version {}, not {}; pass --version {}", s.store_version, meta.version_id, s.store_version) });
+                return Err(TrainError::Resume {
+                    path: o.out.clone(),
+                    message: format!("the run trained on store version {}, not {}; pass --version {}", s.store_version, meta.version_id, s.store_version),
+                });
             }
             if s.config_sha256 != config_sha {
-                return Err(TrainError::Resume { path: o.out.clone(), message: format!("{CONFIG_FILE} changed since the run started; restore it or start a new run") });
+                return Err(TrainError::Resume {
+                    path: o.out.clone(),
+                    message: format!("{CONFIG_FILE} changed since the run started; restore it or start a new run"),
+                });
             }
             checkpoint::load_into(&nets.backbone_vs, &checkpoint::strip(&saved, "backbone"), &last)?;
             checkpoint::load_into(&nets.heads_vs, &checkpoint::strip(&saved, "heads"), &last)?;
@@ -405,7 +455,11 @@ fn open_run(o: &TrainOptions, nets: &Nets, adam: &mut Adam, meta: &StoreMeta, sp
             let mut notes = Vec::new();
             if let Some(init) = &c.init {
                 let extra = checkpoint::load_backbone(&nets.backbone_vs, Path::new(init))?;
-                notes.push(format!("backbone initialised from {init} ({} tensors not used, e.g. {})", extra.len(), extra.first().map_or("none", |s| s.as_str())));
+                notes.push(format!(
+                    "backbone initialised from {init} ({} tensors not used, e.g. {})",
+                    extra.len(),
+                    extra.first().map_or("none", |s| s.as_str())
+                ));
             }
             run.write_json(PROVENANCE, &provenance(o, meta, sp, train_videos, device, threads, &config_sha, notes))?;
             State::new(c, meta, config_sha)
@@ -421,7 +475,16 @@ fn open_run(o: &TrainOptions, nets: &Nets, adam: &mut Adam, meta: &StoreMeta, sp
 }
 
 #[allow(clippy::too_many_arguments)]
-fn provenance(o: &TrainOptions, meta: &StoreMeta, sp: &Split, train_videos: usize, device: Device, threads: usize, config_sha: &str, notes: Vec<String>) -> serde_json::Value {
+fn provenance(
+    o: &TrainOptions,
+    meta: &StoreMeta,
+    sp: &Split,
+    train_videos: usize,
+    device: Device,
+    threads: usize,
+    config_sha: &str,
+    notes: Vec<String>,
+) -> serde_json::Value {
     json!({
         "usctl": env!("CARGO_PKG_VERSION"),
         "git_commit": option_env!("USCTL_GIT_COMMIT").unwrap_or("unknown"),
@@ -523,7 +586,15 @@ mod tests {
 
     #[test]
     fn validation_batches_never_hold_a_lone_video() {
-        let sizes = |v: usize, b: usize| val_jobs(&(0..v).collect::<Vec<_>>(), b).iter().map(|j| match j { Job::Val { clips } => clips.len(), _ => 0 }).collect::<Vec<_>>();
+        let sizes = |v: usize, b: usize| {
+            val_jobs(&(0..v).collect::<Vec<_>>(), b)
+                .iter()
+                .map(|j| match j {
+                    Job::Val { clips } => clips.len(),
+                    _ => 0,
+                })
+                .collect::<Vec<_>>()
+        };
         assert_eq!(sizes(65, 32), vec![32, 33]);
         assert_eq!(sizes(64, 32), vec![32, 32]);
         assert_eq!(sizes(1, 32), Vec::<usize>::new());
@@ -555,7 +626,9 @@ mod tests {
             let c = resolve_config(out, None, &Overrides { how, ..Default::default() }, true).unwrap();
             assert_ne!(c, saved, "{flag} is applied on resume");
         }
-        let c = resolve_config(out, None, &Overrides { how: HowOverrides { device: Some(DeviceChoice::Cpu), ..Default::default() }, ..Default::default() }, true).unwrap();
+        let c =
+            resolve_config(out, None, &Overrides { how: HowOverrides { device: Some(DeviceChoice::Cpu), ..Default::default() }, ..Default::default() }, true)
+                .unwrap();
         assert_eq!(c.device, DeviceChoice::Cpu);
     }
 
@@ -597,15 +670,25 @@ mod tests {
 #[cfg(test)]
 mod learning_tests {
     use super::*;
-    use std::io::Write;
     use crate::rundir::BEST;
     use crate::testkit;
+    use std::io::Write;
+    use tch::Kind;
     use usctl::augment::AugParams;
     use usctl::config::{ClassifierOn, Mix, Pairs};
-    use tch::Kind;
 
     fn config(epochs: u32) -> TrainConfig {
-        TrainConfig { epochs, batch_size: 6, image_size: 32, device: DeviceChoice::Cpu, warmup_epochs: 1, lr: 1e-3, label_rate: 0.5, threads: 1, ..Default::default() }
+        TrainConfig {
+            epochs,
+            batch_size: 6,
+            image_size: 32,
+            device: DeviceChoice::Cpu,
+            warmup_epochs: 1,
+            lr: 1e-3,
+            label_rate: 0.5,
+            threads: 1,
+            ..Default::default()
+        }
     }
 
     fn options(store: &Path, out: &Path, config: TrainConfig, resume: bool) -> TrainOptions {
@@ -617,7 +700,11 @@ mod learning_tests {
     }
 
     fn step_losses(out: &Path) -> Vec<f64> {
-        std::fs::read_to_string(out.join(METRICS)).unwrap().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("loss")?.as_f64()).collect()
+        std::fs::read_to_string(out.join(METRICS))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("loss")?.as_f64())
+            .collect()
     }
 
     /// Mean cosine similarity of backbone features within videos minus across videos, on every
@@ -704,7 +791,11 @@ mod learning_tests {
         let whole = dir.path().join("whole");
         let s = run(&version, &whole, c.clone(), false, None);
         let (losses, weights) = outcome(&whole);
-        let ce: Vec<bool> = std::fs::read_to_string(whole.join(METRICS)).unwrap().lines().filter_map(|l| Some(serde_json::from_str::<serde_json::Value>(l).ok()?.get("ce")?.is_number())).collect();
+        let ce: Vec<bool> = std::fs::read_to_string(whole.join(METRICS))
+            .unwrap()
+            .lines()
+            .filter_map(|l| Some(serde_json::from_str::<serde_json::Value>(l).ok()?.get("ce")?.is_number()))
+            .collect();
         let first = ce.iter().position(|&x| x).expect("a labelled batch");
         assert!(ce[first..].iter().any(|&x| !x), "steps without a label after the first labelled one: {ce:?}");
         let improving: Vec<u32> = epoch_ends(&whole).iter().filter(|e| e.1).map(|e| e.0 as u32).collect();
@@ -754,7 +845,12 @@ mod learning_tests {
         let s = run(&version, &parts, c.clone(), true, None);
         assert_eq!(s.epochs_done, 3);
         assert_eq!(outcome(&whole).0, outcome(&parts).0, "per-step losses of the resumed run");
-        let resume = std::fs::read_to_string(parts.join(METRICS)).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["event"] == "resume").unwrap();
+        let resume = std::fs::read_to_string(parts.join(METRICS))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["event"] == "resume")
+            .unwrap();
         assert!(resume["repairs"][0].as_str().unwrap().contains("incomplete line"), "{resume}");
     }
 

@@ -59,14 +59,7 @@ pub fn manifest(path: &Path, name: &str, include: &[&str], files: &[&str]) {
 }
 
 pub fn ingest(manifest: &Path, raw: &Path, store: &Path, extra: &[&str]) -> Output {
-    run(usctl()
-        .args(["ingest", "--quiet", "--manifest"])
-        .arg(manifest)
-        .arg("--raw")
-        .arg(raw)
-        .arg("--store")
-        .arg(store)
-        .args(extra))
+    run(usctl().args(["ingest", "--quiet", "--manifest"]).arg(manifest).arg("--raw").arg(raw).arg("--store").arg(store).args(extra))
 }
 
 /// The newest version directory of the only dataset under `store`.
@@ -75,10 +68,7 @@ pub fn newest(store: &Path) -> PathBuf {
 }
 
 pub fn tables(version: &Path) -> (Vec<VideoRow>, Vec<FrameRow>) {
-    (
-        usctl::store::index::read_videos(&version.join("videos.parquet")).unwrap(),
-        usctl::store::index::read_frames(&version.join("frames.parquet")).unwrap(),
-    )
+    (usctl::store::index::read_videos(&version.join("videos.parquet")).unwrap(), usctl::store::index::read_frames(&version.join("frames.parquet")).unwrap())
 }
 
 /// Source frame indices kept for one video, by source path.

@@ -3,9 +3,9 @@
 //! reference code).
 
 use super::resnet::FEATURES;
-use usctl::config::ClassifierOn;
 use tch::nn::{self, Module};
 use tch::Tensor;
+use usctl::config::ClassifierOn;
 
 pub const PROJECTION: i64 = 256;
 

@@ -29,7 +29,13 @@ struct Block {
 impl Block {
     fn new(p: nn::Path, i: i64, o: i64, stride: i64) -> Block {
         let downsample = (stride != 1 || i != o).then(|| (conv(&p / "downsample" / 0, i, o, 1, stride, 0), bn(&p / "downsample" / 1, o)));
-        Block { conv1: conv(&p / "conv1", i, o, 3, stride, 1), bn1: bn(&p / "bn1", o), conv2: conv(&p / "conv2", o, o, 3, 1, 1), bn2: bn(&p / "bn2", o), downsample }
+        Block {
+            conv1: conv(&p / "conv1", i, o, 3, stride, 1),
+            bn1: bn(&p / "bn1", o),
+            conv2: conv(&p / "conv2", o, o, 3, 1, 1),
+            bn2: bn(&p / "bn2", o),
+            downsample,
+        }
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
@@ -121,7 +127,11 @@ mod tests {
         let vars = vs.variables();
         // 20 conv weights + 20 batch norms × (weight, bias, running mean, running var); torchvision
         // adds one num_batches_tracked per batch norm, and fc.
-        assert_eq!(vars.len(), 100, "{:?}", { let mut k: Vec<_> = vars.keys().collect(); k.sort(); k });
+        assert_eq!(vars.len(), 100, "{:?}", {
+            let mut k: Vec<_> = vars.keys().collect();
+            k.sort();
+            k
+        });
         assert_eq!(vars["conv1.weight"].size(), vec![64, 3, 7, 7]);
         assert_eq!(vars["layer2.0.downsample.0.weight"].size(), vec![128, 64, 1, 1]);
         assert_eq!(vars["layer4.1.bn2.running_var"].size(), vec![512]);
