@@ -49,13 +49,6 @@ pub enum StoreError {
     Ambiguous { path: PathBuf, message: String },
 }
 
-impl StoreError {
-    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
-        let path = path.into();
-        move |source| StoreError::Io { path, source }
-    }
-}
-
 /// Why one input file produced no (or only some) frames. Never fatal to an ingest: the file is
 /// reported with its path, the others are still ingested.
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -126,13 +119,6 @@ pub enum TrainError {
     Torch(String),
 }
 
-impl TrainError {
-    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
-        let path = path.into();
-        move |source| TrainError::Io { path, source }
-    }
-}
-
 #[derive(Debug, Error)]
 pub enum EvalError {
     #[error(transparent)]
@@ -158,12 +144,19 @@ pub enum EvalError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-impl EvalError {
-    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> EvalError {
-        let path = path.into();
-        move |source| EvalError::Io { path, source }
-    }
+/// `E::io(path)` for `map_err`: an OS error on `path` as the enum's `Io` variant.
+macro_rules! io_at_path {
+    ($($error:ident),*) => {$(
+        impl $error {
+            pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> $error {
+                let path = path.into();
+                move |source| $error::Io { path, source }
+            }
+        }
+    )*};
 }
+
+io_at_path!(StoreError, TrainError, EvalError, ExportError);
 
 #[derive(Debug, Error)]
 pub enum ExportError {

@@ -96,7 +96,7 @@ pub fn export(checkpoint: &Path, out: &Path, eval: Option<&Path>, force: bool) -
         return Err(fail("--out names the checkpoint itself; choose another file".into()));
     }
     check_targets(out, force)?;
-    let bytes = std::fs::read(checkpoint).map_err(|source| ExportError::Io { path: checkpoint.to_path_buf(), source })?;
+    let bytes = std::fs::read(checkpoint).map_err(ExportError::io(checkpoint))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| fail(format!("not a safetensors file ({e:?}); give last.safetensors or best.safetensors of a `usctl train` run")))?;
     let state: Value = SafeTensors::read_metadata(&bytes)
