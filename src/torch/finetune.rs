@@ -252,11 +252,17 @@ struct At {
     epoch: u32,
 }
 
+/// The largest mean cross-entropy that still says something: −ln of the smallest normal f32.
+/// Beyond it the model gives the true class a probability float32 cannot hold, which no training
+/// that works does (a fresh classifier starts near ln(classes)); with `--lr 1e30` the loss stays
+/// finite (about 1e31) while every test frame lands in one class.
+const MAX_LOSS: f64 = 126.0 * std::f64::consts::LN_2;
+
 impl At {
-    /// A loss that is not finite stops the evaluation, as it stops training: what follows it
-    /// would be scored garbage.
+    /// A loss that is not finite, or above `MAX_LOSS`, stops the evaluation, as a non-finite loss
+    /// stops training: what follows it would be scored garbage.
     fn finite(self, what: &'static str, value: f64) -> Result<(), EvalError> {
-        if value.is_finite() {
+        if value.is_finite() && value <= MAX_LOSS {
             return Ok(());
         }
         Err(EvalError::Diverged { what, value, fold: self.fold + 1, seed: self.rep + 1, epoch: self.epoch })
@@ -585,10 +591,11 @@ mod tests {
     fn a_diverging_loss_stops_the_evaluation_naming_fold_seed_and_epoch() {
         let dir = tempfile::tempdir().unwrap();
         let version = testkit::labelled_store(dir.path(), 8, 32);
-        // A learning rate that overflows f32 weights at the first step. The feature cache (linear,
-        // no augmentation) and the images path (augmentation on).
-        for (name, augment_train) in [("cached", false), ("images", true)] {
-            let c = EvalConfig { augment_train, lr: 1e38, epochs: 3, ..config(Protocol::Linear) };
+        // The hostile tester's learning rate: losses stay finite (about 1e31) while every frame
+        // ends in one class; and one that overflows f32 weights at the first step. The feature
+        // cache (linear, no augmentation) and the images path (augmentation on).
+        for (name, augment_train, lr) in [("cached", false, 1e30), ("images", true, 1e30), ("overflow", true, 1e38)] {
+            let c = EvalConfig { augment_train, lr, epochs: 3, ..config(Protocol::Linear) };
             let out = dir.path().join(name);
             let err = evaluate(EvalOptions {
                 store: version.clone(),
@@ -622,6 +629,14 @@ mod tests {
         });
         let err = ctx.predict(&model, &[0, 1], at, "test").unwrap_err().to_string();
         assert!(err.contains("test loss became NaN at fold 2, seed 3, epoch 7"), "{err}");
+    }
+
+    #[test]
+    fn the_loss_limit_is_the_smallest_normal_f32_probability() {
+        assert!((MAX_LOSS + (f32::MIN_POSITIVE as f64).ln()).abs() < 1e-12, "f32::MIN_POSITIVE is 2^-126");
+        let at = At { fold: 0, rep: 0, epoch: 1 };
+        assert!(at.finite("training", 3.0f64.ln()).is_ok() && at.finite("training", MAX_LOSS).is_ok());
+        assert!(at.finite("training", 88.0).is_err() && at.finite("training", f64::INFINITY).is_err());
     }
 
     #[test]
