@@ -5,6 +5,7 @@
 //! manifest → ingest → store → loader → trainer → checkpoint → eval/export.
 
 pub mod args;
+pub mod audit;
 pub mod augment;
 pub mod config;
 pub mod error;
