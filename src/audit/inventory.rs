@@ -474,7 +474,13 @@ impl Inventory {
         let mut rows = Vec::new();
         for s in &self.counts {
             for c in &s.classes {
-                rows.push(vec![cell(&s.subdataset), class_cell(&c.class, "(no class)"), c.tally.rows.to_string(), c.tally.videos.to_string(), c.tally.frames.to_string()]);
+                rows.push(vec![
+                    cell(&s.subdataset),
+                    class_cell(&c.class, "(no class)"),
+                    c.tally.rows.to_string(),
+                    c.tally.videos.to_string(),
+                    c.tally.frames.to_string(),
+                ]);
             }
             rows.push(vec![
                 cell(&s.subdataset),
@@ -505,11 +511,7 @@ impl Inventory {
                     r
                 })
                 .collect();
-            table(
-                &mut out,
-                &["sub-dataset", "class", "videos expected", "found", "difference", "frames expected", "found", "difference", "verdict"],
-                rows,
-            );
+            table(&mut out, &["sub-dataset", "class", "videos expected", "found", "difference", "frames expected", "found", "difference", "verdict"], rows);
         }
 
         out.push_str("### Files the version could not use\n\n");
@@ -599,13 +601,7 @@ impl Disk {
                     .iter()
                     .map(|c| {
                         let sha = |s: &Option<String>| s.as_deref().map_or("–".to_string(), |s| code(&s[..s.len().min(12)]));
-                        vec![
-                            code(&c.path),
-                            c.stored_bytes.map_or("–".into(), |b| b.to_string()),
-                            c.bytes.to_string(),
-                            sha(&c.stored_sha256),
-                            sha(&c.sha256),
-                        ]
+                        vec![code(&c.path), c.stored_bytes.map_or("–".into(), |b| b.to_string()), c.bytes.to_string(), sha(&c.stored_sha256), sha(&c.sha256)]
                     })
                     .collect(),
             ),
@@ -615,7 +611,12 @@ impl Disk {
                 self.not_in_store.iter().map(|m| vec![code(&m.path), m.stored.clone().map_or("no row".into(), |s| format!("{s} at ingest"))]).collect(),
             ),
         ];
-        let headers: [&[&str]; 4] = [&["file, or folder", "files", "e.g."], &["file", "in the version"], &["file", "bytes at ingest", "bytes now", "sha256 at ingest", "sha256 now"], &["file", "in the version"]];
+        let headers: [&[&str]; 4] = [
+            &["file, or folder", "files", "e.g."],
+            &["file", "in the version"],
+            &["file", "bytes at ingest", "bytes now", "sha256 at ingest", "sha256 now"],
+            &["file", "in the version"],
+        ];
         for (((title, action, rows), header), n) in sections.into_iter().zip(headers).zip(counts) {
             if rows.is_empty() {
                 continue;
@@ -798,16 +799,19 @@ frames = 1
             assert!(inv.unusable.is_empty());
         }
         let inv = inventory(&store, Some((&manifest, &raw))).unwrap();
-        assert_eq!(inv.disk.as_ref().unwrap(), &Disk {
-            manifest: manifest.clone(),
-            raw: raw.clone(),
-            manifest_differs: false,
-            unmatched: vec![],
-            missing: vec![],
-            changed: vec![],
-            not_in_store: vec![],
-            problems: vec![]
-        });
+        assert_eq!(
+            inv.disk.as_ref().unwrap(),
+            &Disk {
+                manifest: manifest.clone(),
+                raw: raw.clone(),
+                manifest_differs: false,
+                unmatched: vec![],
+                missing: vec![],
+                changed: vec![],
+                not_in_store: vec![],
+                problems: vec![]
+            }
+        );
         assert!(inv.markdown().contains("Every file on disk is taken by the manifest and stored unchanged."));
         // Other manifest bytes (a comment) alone: one finding, and the files still agree.
         let edited = tmp.path().join("edited.toml");
@@ -816,10 +820,10 @@ frames = 1
         assert_eq!(inv.findings(), 1);
         let md = inv.markdown();
         assert!(md.contains("differs from the version's manifest.toml") && md.contains("Every file on disk is taken"), "{md}");
-        assert_eq!(inv.counts.iter().map(|s| (s.subdataset.as_str(), s.total.clone())).collect::<Vec<_>>(), vec![
-            ("s1", Tally { rows: 4, videos: 4, frames: 4 }),
-            ("s2", Tally { rows: 1, videos: 1, frames: 1 })
-        ]);
+        assert_eq!(
+            inv.counts.iter().map(|s| (s.subdataset.as_str(), s.total.clone())).collect::<Vec<_>>(),
+            vec![("s1", Tally { rows: 4, videos: 4, frames: 4 }), ("s2", Tally { rows: 1, videos: 1, frames: 1 })]
+        );
         // Another dataset's manifest is refused, naming both.
         let other = tmp.path().join("other.toml");
         write(&other, text.replace("name = \"inv\"", "name = \"other\"").as_bytes());
