@@ -1,10 +1,11 @@
-//! Manifests (schema 1, docs/manifest-format.md): which files form a dataset, which sub-dataset
-//! each belongs to, how each gets its class (ordered file-name prefix / path glob rules, or a
-//! column of a metadata CSV) and its patient id (a regex on the file name, or a CSV column).
+//! Manifests (schemas 1 and 2, docs/manifest-format.md): which files form a dataset, which
+//! sub-dataset each belongs to, how each gets its class (ordered file-name prefix / path glob rules,
+//! or a column of a metadata CSV) and its patient id (a regex on the file name, or a CSV column);
+//! schema 2 adds the counts a curator expects (`[[expect]]`, checked by `usctl audit`).
 //! Everything a label depends on is declared here; the code holds no string offsets. Nothing
 //! outside `--raw` is read (`confine`).
 
-mod confine;
+pub(crate) mod confine;
 
 use crate::error::ManifestError;
 use confine::{escaped, outside_reason, RawRoot};
@@ -13,7 +14,10 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// The newest manifest schema this usctl reads (and the one `[[expect]]` needs).
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest schema still read, unchanged.
+pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +32,26 @@ pub struct Manifest {
     pub classes: Vec<String>,
     #[serde(rename = "source")]
     pub sources: Vec<Source>,
+    /// Counts the curator expects (schema 2): checked by `usctl audit`, never by ingest.
+    #[serde(rename = "expect", default)]
+    pub expectations: Vec<Expect>,
+}
+
+/// One row of the expectations table: how many stored videos and/or frames a sub-dataset (or
+/// one class of it) should have.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub subdataset: String,
+    /// A class of `classes`; absent = the whole sub-dataset, files without a class included.
+    #[serde(default)]
+    pub class: Option<String>,
+    /// Stored videos (a still image is one, of one frame).
+    #[serde(default)]
+    pub videos: Option<u64>,
+    /// Stored frames (what the USCL paper calls images).
+    #[serde(default)]
+    pub frames: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +172,33 @@ impl Source {
         out
     }
 
+    /// Its folder relative to --raw as a prefix of the paths it produces (`v/`, or empty).
+    pub fn prefix(&self) -> String {
+        self.dir.as_deref().map(|d| format!("{}/", d.trim_end_matches('/'))).unwrap_or_default()
+    }
+
+    /// Its folder under `raw`.
+    pub fn folder(&self, raw: &Path) -> PathBuf {
+        match &self.dir {
+            Some(d) => raw.join(d),
+            None => raw.to_path_buf(),
+        }
+    }
+
+    /// Whether an `exclude` glob takes this path (relative to the source's folder).
+    pub fn excludes(&self, rel: &str) -> bool {
+        glob_set(&self.exclude).is_match(rel)
+    }
+
+    /// The metadata CSVs this source reads, relative to --raw.
+    pub fn metadata_files(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.class_csv.iter().map(|c| c.file.clone()).collect();
+        if let Some(PatientRule { csv: Some(c), .. }) = &self.patient {
+            out.push(c.file.clone());
+        }
+        out.into_iter().map(|f| format!("{}{}", self.prefix(), f.trim_start_matches("./"))).collect()
+    }
+
     /// What the source asks for, for messages: `include [..], files [..], exclude [..]`.
     fn patterns(&self) -> String {
         [("include", &self.include), ("files", &self.files), ("exclude", &self.exclude)]
@@ -175,8 +226,11 @@ impl Manifest {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.schema != SCHEMA_VERSION {
-            return Err(format!("schema = {} but this usctl reads schema {SCHEMA_VERSION}", self.schema));
+        if !(OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&self.schema) {
+            return Err(format!(
+                "schema = {} but this usctl reads schemas {OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION}; write `schema = {SCHEMA_VERSION}` (or 1 without [[expect]])",
+                self.schema
+            ));
         }
         if self.name.is_empty() || self.name.starts_with('.') || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
             return Err(format!("name '{}' must be letters, digits, '.', '_' or '-' (it names a folder)", self.name));
@@ -234,6 +288,37 @@ impl Manifest {
                 }
             }
         }
+        self.validate_expectations()
+    }
+
+    fn validate_expectations(&self) -> Result<(), String> {
+        if self.expectations.is_empty() {
+            return Ok(());
+        }
+        if self.schema < 2 {
+            return Err(format!(
+                "[[expect]] needs `schema = 2` but this manifest says `schema = {}`; change it to `schema = 2` (schema 1 has no expectations)",
+                self.schema
+            ));
+        }
+        let subdatasets: BTreeSet<&str> = self.sources.iter().map(|s| s.subdataset.as_str()).collect();
+        let mut seen = BTreeSet::new();
+        for (i, e) in self.expectations.iter().enumerate() {
+            let at = format!("expect #{} ({}{})", i + 1, e.subdataset, e.class.as_deref().map(|c| format!(", class '{c}'")).unwrap_or_default());
+            if !subdatasets.contains(e.subdataset.as_str()) {
+                let known = subdatasets.iter().copied().collect::<Vec<_>>().join(", ");
+                return Err(format!("{at}: no [[source]] has subdataset '{}' (they are: {known}); fix `subdataset` or add the source", e.subdataset));
+            }
+            if let Some(c) = &e.class {
+                self.class_index(c).ok_or_else(|| format!("{at}: class '{c}' is not in `classes` ({}); fix `class` or declare it", self.classes.join(", ")))?;
+            }
+            if e.videos.is_none() && e.frames.is_none() {
+                return Err(format!("{at}: give `videos`, `frames` or both"));
+            }
+            if !seen.insert((&e.subdataset, &e.class)) {
+                return Err(format!("{at}: a second row for the same sub-dataset and class; merge the two rows into one"));
+            }
+        }
         Ok(())
     }
 
@@ -248,11 +333,8 @@ impl Manifest {
         let mut out = Resolved::default();
         let mut seen = BTreeSet::new();
         for (i, source) in self.sources.iter().enumerate() {
-            let dir = match &source.dir {
-                Some(d) => raw.join(d),
-                None => raw.to_path_buf(),
-            };
-            let prefix = source.dir.as_deref().map(|d| format!("{}/", d.trim_end_matches('/'))).unwrap_or_default();
+            let dir = source.folder(raw);
+            let prefix = source.prefix();
             let labels = Labeller::new(self, source, &dir, &root, manifest_path)?;
             let known_problems = out.problems.len();
             let mut files = match root.outside(&dir) {
@@ -396,7 +478,7 @@ fn admit(e: &walkdir::DirEntry, dir: &Path, root: &RawRoot, wanted: impl Fn(&str
 
 /// `/`-joined relative path; names that are not UTF-8 never get here (`list_files`), so lossy
 /// only matters for matching them against the patterns.
-fn rel_string(p: &Path) -> String {
+pub(crate) fn rel_string(p: &Path) -> String {
     p.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
@@ -596,6 +678,35 @@ class = "b"
         ] {
             let err = parse(&bad).unwrap_err().to_string();
             assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn expectations_need_schema_2_and_name_what_exists() {
+        let v2 = GOOD.replace("schema = 1", "schema = 2");
+        assert_eq!(parse(&v2).unwrap().expectations, vec![]);
+        let with = |rows: &str| format!("{v2}{rows}");
+        let m = parse(&with("[[expect]]\nsubdataset = \"s\"\nvideos = 3\n[[expect]]\nsubdataset = \"s\"\nclass = \"b\"\nframes = 40\n")).unwrap();
+        assert_eq!(
+            m.expectations,
+            vec![
+                Expect { subdataset: "s".into(), class: None, videos: Some(3), frames: None },
+                Expect { subdataset: "s".into(), class: Some("b".into()), videos: None, frames: Some(40) },
+            ]
+        );
+        for (bad, needle) in [
+            (format!("{GOOD}[[expect]]\nsubdataset = \"s\"\nvideos = 1\n"), "[[expect]] needs `schema = 2` but this manifest says `schema = 1`"),
+            (with("[[expect]]\nsubdataset = \"t\"\nvideos = 1\n"), "expect #1 (t): no [[source]] has subdataset 't' (they are: s)"),
+            (with("[[expect]]\nsubdataset = \"s\"\nclass = \"c\"\nvideos = 1\n"), "expect #1 (s, class 'c'): class 'c' is not in `classes` (a, b)"),
+            (with("[[expect]]\nsubdataset = \"s\"\n"), "give `videos`, `frames` or both"),
+            (with("[[expect]]\nsubdataset = \"s\"\nvideos = 1\n[[expect]]\nsubdataset = \"s\"\nframes = 2\n"), "expect #2 (s): a second row"),
+            (with("[[expect]]\nsubdataset = \"s\"\nimages = 1\n"), "images"),
+            (with("[[expect]]\nsubdataset = \"s\"\nvideos = -1\n"), "videos"),
+            (GOOD.replace("schema = 1", "schema = 3"), "schema = 3 but this usctl reads schemas 1 to 2"),
+            (GOOD.replace("schema = 1", "schema = 0"), "schema = 0"),
+        ] {
+            let err = parse(&bad).unwrap_err().to_string();
+            assert!(err.contains(needle) && err.contains("test.toml"), "{needle}: {err}");
         }
     }
 

@@ -3,4 +3,5 @@
 //! No libtorch.
 
 // One line per part; each part is its own file.
+pub mod inventory;
 pub mod sheet;
