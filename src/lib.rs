@@ -15,6 +15,7 @@ pub mod files;
 pub mod hash;
 pub mod ingest;
 pub mod manifest;
+pub mod phash;
 pub mod plot;
 pub mod sampler;
 pub mod schedule;

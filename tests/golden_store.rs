@@ -34,7 +34,7 @@ fn build(dir: &std::path::Path) -> std::path::PathBuf {
     let size = 4usize;
     let pixels: Vec<u8> = (0..3 * size * size).map(|i| (i * 37 % 251) as u8).collect();
     let meta = |i: i64| FrameMeta { time_s: i as f64 / 3.0, source_index: i * 8, pts: i * 512 };
-    let mut w = StoreWriter::create(&dir.join("golden"), "00112233445566aa", size * size).unwrap();
+    let mut w = StoreWriter::create(&dir.join("golden"), "00112233445566aa", size).unwrap();
     w.add(row("a.mp4", Some(("x", 0)), "ok", None), &pixels[..2 * size * size], &[meta(0), meta(1)]).unwrap();
     w.add(row("b.mp4", None, "failed", Some("file is empty")), &[], &[]).unwrap();
     w.add(row("c.gif", Some(("y", 1)), "ok", None), &pixels[2 * size * size..], &[meta(0)]).unwrap();

@@ -5,3 +5,5 @@
 // One line per part; each part is its own file.
 pub mod inventory;
 pub mod sheet;
+pub mod corpus;
+pub mod matching;

@@ -210,7 +210,7 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     } else {
         bar.set_message("decoding");
         let frame_bytes = (opts.size * opts.size) as usize;
-        let mut writer = StoreWriter::create(&dataset_dir, &id, frame_bytes)?;
+        let mut writer = StoreWriter::create(&dataset_dir, &id, opts.size as usize)?;
         run_ordered(
             &pool,
             entries.len(),

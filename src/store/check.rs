@@ -69,7 +69,7 @@ pub fn check(dir: &Path) -> Result<Checked, StoreError> {
     let (dataset, folder) = folder_names(dir)?;
     let manifest = stored_manifest(dir)?;
     let videos = index::read_videos(&dir.join(VIDEOS_FILE))?;
-    let frames = index::read_frames(&dir.join(FRAMES_FILE))?;
+    let frames = index::read_frames(&dir.join(FRAMES_FILE), meta.format_version)?;
     let meta_agrees = meta_agrees(&meta, &manifest, &dataset, &folder, videos.len(), frames.len());
     meta_agrees.map_err(|m| differs(META_FILE, m))?;
     tables_agree(&meta, &videos, &frames).map_err(|m| differs(VIDEOS_FILE, m))?;

@@ -21,6 +21,17 @@ pub const FRAMES_SCHEMA: &str = "message frames {
   required double time_s;
   required int64 source_index;
   required int64 pts;
+  required binary pixels_sha256 (STRING);
+  required int64 phash;
+}";
+
+/// frames.parquet of store formats 1 and 2: no frame hashes.
+pub const FRAMES_SCHEMA_V2: &str = "message frames {
+  required int64 frame_row;
+  required int32 video_id;
+  required double time_s;
+  required int64 source_index;
+  required int64 pts;
 }";
 
 pub const VIDEOS_SCHEMA: &str = "message videos {
@@ -55,6 +66,21 @@ pub struct FrameRow {
     pub source_index: i64,
     /// Presentation timestamp in the stream's time base.
     pub pts: i64,
+    /// Format 3: sha256 of the frame's stored pixels and its perceptual hash (`crate::phash`);
+    /// None when read from a format 1 or 2 version, which has neither.
+    pub hashes: Option<FrameHashes>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameHashes {
+    pub pixels_sha256: String,
+    pub phash: u64,
+}
+
+impl FrameHashes {
+    pub fn of(pixels: &[u8], size: usize) -> FrameHashes {
+        FrameHashes { pixels_sha256: crate::hash::sha256_hex(pixels), phash: crate::phash::phash(pixels, size) }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -162,8 +188,13 @@ fn write_table(path: &Path, schema: &str, columns: Vec<Column>) -> Result<(), St
     file.sync_all().map_err(StoreError::io(path))
 }
 
+/// Writes the current format's frames.parquet: every row must carry its hashes.
 pub fn write_frames(path: &Path, rows: &[FrameRow]) -> Result<(), StoreError> {
     let col = |f: fn(&FrameRow) -> i64| Column::I64(rows.iter().map(|r| Some(f(r))).collect());
+    let hashes: Vec<&FrameHashes> = rows.iter().filter_map(|r| r.hashes.as_ref()).collect();
+    if hashes.len() != rows.len() {
+        return Err(write_error(path, ParquetError::General("a frame row has no hashes".into())));
+    }
     write_table(
         path,
         FRAMES_SCHEMA,
@@ -173,6 +204,9 @@ pub fn write_frames(path: &Path, rows: &[FrameRow]) -> Result<(), StoreError> {
             Column::F64(rows.iter().map(|r| Some(r.time_s)).collect()),
             col(|r| r.source_index),
             col(|r| r.pts),
+            Column::Str(hashes.iter().map(|h| Some(h.pixels_sha256.clone())).collect()),
+            // The 63-bit hash fits an int64 unchanged (bit 63 is always 0).
+            Column::I64(hashes.iter().map(|h| Some(h.phash as i64)).collect()),
         ],
     )
 }
@@ -260,9 +294,15 @@ fn string(f: &Field) -> Option<Option<String>> {
     }
 }
 
-pub fn read_frames(path: &Path) -> Result<Vec<FrameRow>, StoreError> {
-    read_table(path, FRAMES_SCHEMA, |f| {
-        Some(FrameRow { frame_row: long(&f[0])??, video_id: int(&f[1])??, time_s: double(&f[2])??, source_index: long(&f[3])??, pts: long(&f[4])?? })
+/// Reads frames.parquet of a version of `format_version`: formats 1 and 2 have no hash columns.
+pub fn read_frames(path: &Path, format_version: u32) -> Result<Vec<FrameRow>, StoreError> {
+    let hashed = format_version >= 3;
+    read_table(path, if hashed { FRAMES_SCHEMA } else { FRAMES_SCHEMA_V2 }, |f| {
+        let hashes = match hashed {
+            true => Some(FrameHashes { pixels_sha256: string(&f[5])??, phash: long(&f[6])?? as u64 }),
+            false => None,
+        };
+        Some(FrameRow { frame_row: long(&f[0])??, video_id: int(&f[1])??, time_s: double(&f[2])??, source_index: long(&f[3])??, pts: long(&f[4])??, hashes })
     })
 }
 
@@ -323,23 +363,28 @@ mod tests {
     #[test]
     fn round_trips_both_tables() {
         let dir = tempfile::tempdir().unwrap();
-        let frames: Vec<FrameRow> =
-            (0..7).map(|i| FrameRow { frame_row: i, video_id: (i / 3) as i32, time_s: i as f64 / 3.0, source_index: i * 8, pts: i * 512 - 3 }).collect();
+        let hashes = |i: i64| Some(FrameHashes { pixels_sha256: format!("{i:064x}"), phash: (1u64 << 62) | i as u64 });
+        let frames: Vec<FrameRow> = (0..7)
+            .map(|i| FrameRow { frame_row: i, video_id: (i / 3) as i32, time_s: i as f64 / 3.0, source_index: i * 8, pts: i * 512 - 3, hashes: hashes(i) })
+            .collect();
         let videos = vec![sample_video(0, true), sample_video(1, false)];
         write_frames(&dir.path().join("f.parquet"), &frames).unwrap();
         write_videos(&dir.path().join("v.parquet"), &videos).unwrap();
-        assert_eq!(read_frames(&dir.path().join("f.parquet")).unwrap(), frames);
+        assert_eq!(read_frames(&dir.path().join("f.parquet"), 3).unwrap(), frames);
+        // A format-2 reader of a format-3 table finds columns it does not know, and the reverse.
+        let err = read_frames(&dir.path().join("f.parquet"), 2).unwrap_err().to_string();
+        assert!(err.contains("columns"), "{err}");
         assert_eq!(read_videos(&dir.path().join("v.parquet")).unwrap(), videos);
         // Empty tables are valid too (an ingest where every file failed).
         write_frames(&dir.path().join("e.parquet"), &[]).unwrap();
-        assert!(read_frames(&dir.path().join("e.parquet")).unwrap().is_empty());
+        assert!(read_frames(&dir.path().join("e.parquet"), 3).unwrap().is_empty());
     }
 
     #[test]
     fn rejects_a_table_of_the_other_kind() {
         let dir = tempfile::tempdir().unwrap();
         write_videos(&dir.path().join("v.parquet"), &[sample_video(0, true)]).unwrap();
-        let err = read_frames(&dir.path().join("v.parquet")).unwrap_err().to_string();
+        let err = read_frames(&dir.path().join("v.parquet"), 3).unwrap_err().to_string();
         assert!(err.contains("v.parquet") && err.contains("columns"), "{err}");
     }
 

@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The format this usctl writes. It reads every format from `OLDEST_READABLE_FORMAT` on: format 1
-/// differs only in having no `meta_sha256` (docs/store-format.md).
-pub const FORMAT_VERSION: u32 = 2;
+/// has no `meta_sha256`, formats 1 and 2 have no frame hashes (docs/store-format.md).
+pub const FORMAT_VERSION: u32 = 3;
 pub const OLDEST_READABLE_FORMAT: u32 = 1;
 pub const FORMAT_NAME: &str = "usctl-store";
 pub const META_FILE: &str = "store.json";

@@ -3,6 +3,7 @@
 //! opening (`check`), and names what differs.
 
 use super::check::meta_intact;
+use super::index::FrameHashes;
 use super::reader::Store;
 use super::{StoreMeta, FRAMES_FILE, META_FILE, VIDEOS_FILE};
 use crate::error::StoreError;
@@ -78,6 +79,14 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
         report.videos_checked += 1;
         if v.payload_sha256.as_deref() != Some(sha256_hex(store.video_pixels(v)).as_str()) {
             report.bad_videos.push(v.source_path.clone());
+            continue;
+        }
+        // Format 3: each frame's recorded hashes are those of its pixels.
+        let rows = v.first_frame_row as usize..(v.first_frame_row + v.frames_kept) as usize;
+        let size = store.meta.params.size as usize;
+        let wrong = rows.filter(|&r| store.frames[r].hashes.as_ref().is_some_and(|h| *h != FrameHashes::of(store.frame(r), size))).collect::<Vec<_>>();
+        if let Some(&first) = wrong.first() {
+            report.bad_videos.push(format!("{} (frames.parquet hashes of {} frame(s), first row {first}, are not those of its pixels)", v.source_path, wrong.len()));
         }
     }
     Ok(report)

@@ -3,11 +3,12 @@
 //! identical ingest that finishes second reuses the first one's version. A failed or interrupted
 //! ingest leaves published versions untouched and removes its temporary directory.
 
-use super::index::{self, FrameRow, VideoRow};
+use super::index::{self, FrameHashes, FrameRow, VideoRow};
 use super::lock::PublishLock;
 use super::*;
 use crate::files::sync_dir;
 use crate::hash::{hex, sha256_file};
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -16,6 +17,7 @@ pub struct StoreWriter {
     dataset_dir: PathBuf,
     tmp: PathBuf,
     version_id: String,
+    size: usize,
     frame_bytes: usize,
     payload: Option<BufWriter<File>>,
     hasher: Sha256,
@@ -43,7 +45,8 @@ pub struct FrameMeta {
 }
 
 impl StoreWriter {
-    pub fn create(dataset_dir: &Path, version_id: &str, frame_bytes: usize) -> Result<StoreWriter, StoreError> {
+    /// A writer of `size × size` frames.
+    pub fn create(dataset_dir: &Path, version_id: &str, size: usize) -> Result<StoreWriter, StoreError> {
         std::fs::create_dir_all(dataset_dir).map_err(StoreError::io(dataset_dir))?;
         let tmp = dataset_dir.join(format!("{TMP_PREFIX}{version_id}-{}", std::process::id()));
         if tmp.exists() {
@@ -57,7 +60,8 @@ impl StoreWriter {
             dataset_dir: dataset_dir.to_path_buf(),
             tmp,
             version_id: version_id.to_string(),
-            frame_bytes,
+            size,
+            frame_bytes: size * size,
             payload: Some(BufWriter::with_capacity(1 << 20, file)),
             hasher: Sha256::new(),
             payload_bytes: 0,
@@ -80,13 +84,15 @@ impl StoreWriter {
         row.first_frame_row = self.frames.len() as i64;
         row.frames_kept = meta.len() as i64;
         row.payload_sha256 = (!meta.is_empty()).then(|| hex(&Sha256::digest(pixels)));
-        for m in meta {
+        let hashes: Vec<FrameHashes> = pixels.par_chunks(self.frame_bytes.max(1)).map(|f| FrameHashes::of(f, self.size)).collect();
+        for (m, hashes) in meta.iter().zip(hashes) {
             self.frames.push(FrameRow {
                 frame_row: self.frames.len() as i64,
                 video_id: row.video_id,
                 time_s: m.time_s,
                 source_index: m.source_index,
                 pts: m.pts,
+                hashes: Some(hashes),
             });
         }
         let path = self.tmp.join(PAYLOAD_FILE);

@@ -42,7 +42,7 @@ pub fn labelled_store(root: &Path, videos: usize, size: usize) -> PathBuf {
 
 fn write(root: &Path, frames: &[usize], size: usize, pixels: impl Fn(usize, usize, usize) -> Vec<u8>) -> PathBuf {
     let dataset = root.join("synthetic");
-    let mut w = StoreWriter::create(&dataset, "5e5e5e5e5e5e5e5e", size * size).unwrap();
+    let mut w = StoreWriter::create(&dataset, "5e5e5e5e5e5e5e5e", size).unwrap();
     for (v, &n) in frames.iter().enumerate() {
         let pixels: Vec<u8> = (0..n).flat_map(|f| pixels(v, f, size)).collect();
         let meta: Vec<FrameMeta> = (0..n).map(|f| FrameMeta { time_s: f as f64 / 3.0, source_index: f as i64, pts: f as i64 }).collect();
