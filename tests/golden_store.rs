@@ -1,4 +1,4 @@
-//! Pins the store format's bytes (format version 2). If this test fails, the bytes of a store
+//! Pins the store format's bytes (format version 3). If this test fails, the bytes of a store
 //! changed: bump store::FORMAT_VERSION, update docs/store-format.md, then the digests here.
 use sha2::Digest;
 use usctl::store::index::VideoRow;
@@ -68,10 +68,10 @@ fn store_bytes_are_pinned() {
         ["frames.u8", "frames.parquet", "videos.parquet", "manifest.toml", "store.json"].into_iter().map(|f| (f, digest(f))).collect();
     let want = [
         ("frames.u8", "2af0ba23241ab5f19ceb274a6b633a38c445962595449cbaed1b8d6051253dad"),
-        ("frames.parquet", "bf9a557a6e638d7d09110b42f83f86fc291471aac85eb4c0e0595f8f47d09a9e"),
-        ("videos.parquet", "581b037fdb2526fc1affceb3fd4d2778e39224eb5dbfa0080ae240fc8f2a59f2"),
+        ("frames.parquet", "fe39edcd31de1d41a8a6f286b9033d49a81005557e953afddda314a25b71d169"),
+        ("videos.parquet", "5d170300a072ea4352b01256f9920b000db0793e13a76126558fe9f90e9e26c8"),
         ("manifest.toml", "3ed9ee8116573a64cc500e1dd896878bb3f2f3531e037ab4bb26b70bd6f2fca8"),
-        ("store.json", "8e5116a320cd109ad8903087d4aa86dd7accec07cd65aaacedbb62e68c3a0966"),
+        ("store.json", "1eaed73164628d7128d8bb4e74dce0f62732666fdf382b9f82d9dcb9de503ede"),
     ];
     let got_ref: Vec<(&str, &str)> = got.iter().map(|(f, d)| (*f, d.as_str())).collect();
     assert_eq!(got_ref, want, "store bytes changed: see the comment at the top of this file");
@@ -190,6 +190,47 @@ fn a_payload_truncated_under_a_reader_is_reported_not_a_silent_crash() {
 
 /// Rewrites store.json after `edit` with every file digest and its self-digest recomputed: a
 /// version whose files all match store.json but whose parts disagree with each other.
+/// Rewrites frames.parquet in the layout of formats 1 and 2 (no frame hashes).
+fn without_frame_hashes(v: &std::path::Path) {
+    let path = v.join("frames.parquet");
+    let mut rows = usctl::store::index::read_frames(&path, FORMAT_VERSION).unwrap();
+    rows.iter_mut().for_each(|r| r.hashes = None);
+    usctl::store::index::write_frames(&path, &rows).unwrap();
+}
+
+#[test]
+fn format_2_versions_are_read_without_frame_hashes_and_a_format_3_one_needs_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = build(tmp.path());
+    let hashed = Store::open(&v).unwrap().frames;
+    assert!(hashed.iter().all(|f| f.hashes.is_some()));
+    without_frame_hashes(&v);
+    // Still marked format 3: the missing columns are refused, naming the file.
+    resealed(&v, |_| {});
+    assert!(Store::open(&v).err().expect("refused").to_string().contains("frames.parquet"));
+    resealed(&v, |m| m.format_version = 2);
+    let old = Store::open(&v).unwrap();
+    assert!(old.frames.iter().all(|f| f.hashes.is_none()));
+    assert!(usctl::store::verify::verify(&v).unwrap().is_ok());
+    // The audit computes the hashes a format-2 version lacks: the same as ingest stores.
+    let (phashes, computed) = usctl::audit::corpus::frame_phashes(&old);
+    assert!(computed);
+    assert_eq!(phashes, hashed.iter().map(|f| f.hashes.as_ref().unwrap().phash).collect::<Vec<_>>());
+}
+
+#[test]
+fn verify_names_a_frame_whose_recorded_hash_is_not_its_pixels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = build(tmp.path());
+    let path = v.join("frames.parquet");
+    let mut rows = usctl::store::index::read_frames(&path, FORMAT_VERSION).unwrap();
+    rows[0].hashes.as_mut().unwrap().phash ^= 1;
+    usctl::store::index::write_frames(&path, &rows).unwrap();
+    resealed(&v, |_| {});
+    let report = usctl::store::verify::verify(&v).unwrap();
+    assert!(!report.is_ok() && report.bad_videos.len() == 1 && report.bad_videos[0].contains("first row 0"), "{report:?}");
+}
+
 fn resealed(v: &std::path::Path, edit: impl Fn(&mut usctl::store::StoreMeta)) {
     let mut meta = usctl::store::StoreMeta::load(v).unwrap();
     edit(&mut meta);
@@ -250,6 +291,7 @@ fn opening_refuses_a_version_whose_parts_disagree() {
 fn format_1_versions_are_read_and_verify_says_store_json_is_unchecked() {
     let tmp = tempfile::tempdir().unwrap();
     let v = build(tmp.path());
+    without_frame_hashes(&v);
     resealed(&v, |m| {
         m.format_version = 1;
         m.meta_sha256 = None;

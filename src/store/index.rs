@@ -188,27 +188,28 @@ fn write_table(path: &Path, schema: &str, columns: Vec<Column>) -> Result<(), St
     file.sync_all().map_err(StoreError::io(path))
 }
 
-/// Writes the current format's frames.parquet: every row must carry its hashes.
+/// Writes frames.parquet: the current layout when every row carries its hashes, the layout of
+/// formats 1 and 2 when none does (how tests make old versions); a mix is refused.
 pub fn write_frames(path: &Path, rows: &[FrameRow]) -> Result<(), StoreError> {
     let col = |f: fn(&FrameRow) -> i64| Column::I64(rows.iter().map(|r| Some(f(r))).collect());
+    let mut columns = vec![
+        col(|r| r.frame_row),
+        Column::I32(rows.iter().map(|r| Some(r.video_id)).collect()),
+        Column::F64(rows.iter().map(|r| Some(r.time_s)).collect()),
+        col(|r| r.source_index),
+        col(|r| r.pts),
+    ];
     let hashes: Vec<&FrameHashes> = rows.iter().filter_map(|r| r.hashes.as_ref()).collect();
-    if hashes.len() != rows.len() {
-        return Err(write_error(path, ParquetError::General("a frame row has no hashes".into())));
+    if hashes.is_empty() && !rows.is_empty() {
+        return write_table(path, FRAMES_SCHEMA_V2, columns);
     }
-    write_table(
-        path,
-        FRAMES_SCHEMA,
-        vec![
-            col(|r| r.frame_row),
-            Column::I32(rows.iter().map(|r| Some(r.video_id)).collect()),
-            Column::F64(rows.iter().map(|r| Some(r.time_s)).collect()),
-            col(|r| r.source_index),
-            col(|r| r.pts),
-            Column::Str(hashes.iter().map(|h| Some(h.pixels_sha256.clone())).collect()),
-            // The 63-bit hash fits an int64 unchanged (bit 63 is always 0).
-            Column::I64(hashes.iter().map(|h| Some(h.phash as i64)).collect()),
-        ],
-    )
+    if hashes.len() != rows.len() {
+        return Err(write_error(path, ParquetError::General("some frame rows have hashes and some do not".into())));
+    }
+    columns.push(Column::Str(hashes.iter().map(|h| Some(h.pixels_sha256.clone())).collect()));
+    // The 63-bit hash fits an int64 unchanged (bit 63 is always 0).
+    columns.push(Column::I64(hashes.iter().map(|h| Some(h.phash as i64)).collect()));
+    write_table(path, FRAMES_SCHEMA, columns)
 }
 
 pub fn write_videos(path: &Path, rows: &[VideoRow]) -> Result<(), StoreError> {
