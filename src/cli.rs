@@ -31,6 +31,9 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Find exact and near-duplicate videos, label conflicts, leakage across folds and stores, and
+    /// differences between a manifest and the disk; writes a report and contact sheets.
+    Audit(AuditArgs),
     /// Write a checkpoint's backbone alone with torchvision's ResNet-18 names, plus a model card.
     Export(ExportArgs),
     /// Put several evaluations side by side in one table (Markdown).
@@ -73,6 +76,39 @@ pub struct StoreArgs {
     #[command(flatten)]
     pub sel: usctl::args::StoreSel,
     /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// A store version to audit: a version folder, or a dataset folder (its newest version).
+    /// Repeat it to audit several stores together (duplicates across them are leakage).
+    #[arg(long, required = true)]
+    pub store: Vec<PathBuf>,
+    /// The manifest of the first store: compare it and the files under --raw with the store.
+    #[arg(long, requires = "raw")]
+    pub manifest: Option<PathBuf>,
+    /// The folder the manifest's paths are relative to (with --manifest).
+    #[arg(long, requires = "manifest")]
+    pub raw: Option<PathBuf>,
+    /// A folds.json written by `usctl eval` on the first store: report clusters and patients in
+    /// more than one fold.
+    #[arg(long)]
+    pub folds: Option<PathBuf>,
+    /// Output folder (default: <dataset folder>/audits/<version folder>[+<dataset>-<id>…]).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Largest Hamming distance (of 63 pHash bits) at which two frames match.
+    #[arg(long, default_value_t = usctl::audit::matching::Rule::default().radius)]
+    pub radius: u32,
+    /// The same when the shorter video has fewer than 3 frames (still images).
+    #[arg(long, default_value_t = usctl::audit::matching::Rule::default().still_radius)]
+    pub still_radius: u32,
+    /// Share of the shorter video's frames that must match in time order.
+    #[arg(long, default_value_t = usctl::audit::matching::Rule::default().share)]
+    pub share: f64,
+    /// Print report.json on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
 }

@@ -156,7 +156,24 @@ macro_rules! io_at_path {
     )*};
 }
 
-io_at_path!(StoreError, TrainError, EvalError, ExportError);
+io_at_path!(StoreError, TrainError, EvalError, ExportError, AuditError);
+
+/// `usctl audit` could not run (exit code 2); what it found is not an error.
+#[derive(Debug, Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Inventory(#[from] crate::audit::inventory::InventoryError),
+    #[error(transparent)]
+    Sheet(#[from] crate::audit::sheet::SheetError),
+    #[error("folds file {path}: {message}")]
+    Folds { path: PathBuf, message: String },
+    #[error("{message}")]
+    Usage { message: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
 
 #[derive(Debug, Error)]
 pub enum ExportError {

@@ -5,7 +5,7 @@ mod cli;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
-use cli::{Cli, Command, ExportArgs, IngestArgs, ReportArgs, StoreArgs};
+use cli::{AuditArgs, Cli, Command, ExportArgs, IngestArgs, ReportArgs, StoreArgs};
 use std::process::ExitCode;
 use usctl::ingest::{self, IngestOptions, IngestReport};
 use usctl::store::reader::Store;
@@ -85,6 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(a) => run_info(a),
         Command::Train { args } => Ok(forward_to_torch(&[vec!["train".to_string()], args].concat().iter().map(Into::into).collect::<Vec<_>>())),
         Command::Eval { args } => Ok(forward_to_torch(&[vec!["eval".to_string()], args].concat().iter().map(Into::into).collect::<Vec<_>>())),
+        Command::Audit(a) => run_audit(a),
         Command::Export(a) => run_export(a),
         Command::Report(a) => run_report(a),
     }
@@ -189,6 +190,55 @@ fn run_info(a: StoreArgs) -> anyhow::Result<ExitCode> {
         println!("  {}: {}: {}", v.status, v.source_path, v.message.as_deref().unwrap_or(""));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&a.share) || a.radius > 63 || a.still_radius > 63 {
+        anyhow::bail!("--share must be within 0..1 and --radius and --still-radius within 0..63 (got {}, {} and {})", a.share, a.radius, a.still_radius);
+    }
+    let mut stores = Vec::new();
+    for path in &a.store {
+        stores.push(Store::open(&usctl::store::locate(path, None, None)?)?);
+    }
+    let out = a.out.clone().unwrap_or_else(|| usctl::audit::default_out(&stores));
+    let opts = usctl::audit::Options {
+        stores: stores.iter().map(|s| s.dir.clone()).collect(),
+        disk: a.manifest.clone().zip(a.raw.clone()),
+        folds: a.folds.clone(),
+        out: out.clone(),
+        rule: usctl::audit::matching::Rule { radius: a.radius, still_radius: a.still_radius, share: a.share },
+    };
+    let r = usctl::audit::audit(&stores, &opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print_audit(&r, &out);
+    }
+    Ok(if r.counts.findings == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn print_audit(r: &usctl::audit::report::Report, out: &std::path::Path) {
+    for s in &r.stores {
+        println!("{} {}: {} videos, {} frames of {} px (frame hashes: {})", s.dataset, s.version_id, s.videos, s.frames, s.size, s.frame_hashes);
+    }
+    let c = &r.counts;
+    println!("  duplicate clusters  {} joining {} videos ({} exact pairs, {} near pairs)", c.clusters, c.videos_in_clusters, c.exact_pairs, c.near_pairs);
+    println!("  label conflicts     {}", c.label_conflicts);
+    if r.stores.len() > 1 {
+        println!("  across stores       {} clusters", c.clusters_across_stores);
+    }
+    if let Some(f) = &r.folds_file {
+        println!("  fold leaks          {} ({f})", c.fold_leaks);
+    }
+    println!("  inventory           {} findings", c.inventory);
+    for cl in r.findings.clusters.iter().filter(|cl| cl.is_conflict() || cl.datasets.len() > 1).take(8) {
+        let names: Vec<String> = cl.members.iter().map(|m| format!("{} ({})", m.source_path, m.class.as_deref().unwrap_or("-"))).collect();
+        println!("  {}: {}", cl.id, names.join(" = "));
+    }
+    println!("report: {} ({:.1} s)", out.join(usctl::audit::report::REPORT_MD).display(), r.seconds);
+    if c.findings > 0 {
+        println!("{} finding(s); exit code 1", c.findings);
+    }
 }
 
 fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {

@@ -1,8 +1,10 @@
 //! Which videos are copies of each other (docs/AUDIT.md, "Matching rule"). Pure: frames come in as
 //! (video, perceptual hash) and digests, links and clusters come out; `corpus.rs` feeds it stores.
 //!
-//! - Two frames *match* when their pHashes differ in at most `radius` bits. A hash of 0 (a flat
-//!   frame: black, or one grey level) matches nothing.
+//! - Two frames *match* when their pHashes differ in at most `radius` bits, or `still_radius` when
+//!   the shorter of the two videos has fewer than 3 frames (a still image has no time order to
+//!   agree on, and one image against a long video gets as many chances as the video has frames).
+//!   A hash of 0 (a flat frame: black, or one grey level) matches nothing.
 //! - Two videos are *near-duplicates* when enough of their frames match **in time order**: for the
 //!   best time offset between them, counting each frame of the first that matches a frame of the
 //!   second at that offset ±1 sampled frame, at least `share` of the shorter video's frames and at
@@ -19,13 +21,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub struct Rule {
     /// Largest Hamming distance (of 63 bits) at which two frames match.
     pub radius: u32,
+    /// The same when the shorter video has fewer than 3 frames (still images).
+    pub still_radius: u32,
     /// Share of the shorter video's frames that must match in time order.
     pub share: f64,
 }
 
 impl Default for Rule {
     fn default() -> Rule {
-        Rule { radius: 10, share: 0.5 }
+        Rule { radius: 10, still_radius: 8, share: 0.5 }
     }
 }
 
@@ -83,21 +87,28 @@ pub fn links(clips: &[Clip], rule: Rule) -> Vec<Link> {
     // (clip, frame index, hash) of every informative frame.
     let frames: Vec<(usize, usize, u64)> =
         clips.iter().enumerate().flat_map(|(c, clip)| clip.phashes.iter().enumerate().filter(|(_, &h)| h != 0).map(move |(k, &h)| (c, k, h))).collect();
-    let pairs: Vec<((usize, usize), (usize, usize))> = (0..frames.len())
+    let widest = rule.radius.max(rule.still_radius);
+    let pairs: Vec<((usize, usize), (usize, usize, u32))> = (0..frames.len())
         .into_par_iter()
         .flat_map_iter(|i| {
             let (ca, ka, ha) = frames[i];
-            frames[i + 1..].iter().filter(move |&&(cb, _, hb)| cb != ca && (ha ^ hb).count_ones() <= rule.radius).map(move |&(cb, kb, _)| ((ca, cb), (ka, kb)))
+            frames[i + 1..]
+                .iter()
+                .map(move |&(cb, kb, hb)| (cb, kb, (ha ^ hb).count_ones()))
+                .filter(move |&(cb, _, d)| cb != ca && d <= widest)
+                .map(move |(cb, kb, d)| ((ca, cb), (ka, kb, d)))
         })
         .collect();
-    let mut matches: BTreeMap<(usize, usize), Vec<(usize, usize)>> = BTreeMap::new();
-    for ((ca, cb), (ka, kb)) in pairs {
+    let mut matches: BTreeMap<(usize, usize), Vec<(usize, usize, u32)>> = BTreeMap::new();
+    for ((ca, cb), m) in pairs {
         // Frames are listed clip by clip, so ca < cb here.
-        matches.entry((ca, cb)).or_default().push((ka, kb));
+        matches.entry((ca, cb)).or_default().push(m);
     }
     let mut out: BTreeMap<(usize, usize), Link> = BTreeMap::new();
     for ((a, b), m) in matches {
         let (na, nb) = (clips[a].phashes.len(), clips[b].phashes.len());
+        let radius = if na.min(nb) < 3 { rule.still_radius } else { rule.radius };
+        let m: Vec<(usize, usize)> = m.into_iter().filter(|&(_, _, d)| d <= radius).map(|(ka, kb, _)| (ka, kb)).collect();
         // Count on the shorter clip's side.
         let matched = if na <= nb { aligned_count(&m) } else { aligned_count(&m.iter().map(|&(x, y)| (y, x)).collect::<Vec<_>>()) };
         if enough(matched, na, nb, rule.share) {
@@ -189,13 +200,14 @@ mod tests {
                     clip(&base[start..start + len].iter().map(|&h| if rng.gen_bool(0.7) { h ^ (1 << rng.gen_range(0..63)) } else { rng.gen::<u64>() >> 1 }).collect::<Vec<_>>())
                 })
                 .collect();
-            let rule = Rule { radius: 3, share: 0.5 };
+            let rule = Rule { radius: 3, still_radius: 2, share: 0.5 };
             let got: BTreeSet<(usize, usize)> = links(&clips, rule).iter().map(|l| (l.a, l.b)).collect();
             let mut want = BTreeSet::new();
             for a in 0..clips.len() {
                 for b in a + 1..clips.len() {
                     let (pa, pb) = (&clips[a].phashes, &clips[b].phashes);
-                    let matched = if pa.len() <= pb.len() { naive_aligned(pa, pb, 3) } else { naive_aligned(pb, pa, 3) };
+                    let r = if pa.len().min(pb.len()) < 3 { 2 } else { 3 };
+                    let matched = if pa.len() <= pb.len() { naive_aligned(pa, pb, r) } else { naive_aligned(pb, pa, r) };
                     if enough(matched, pa.len(), pb.len(), 0.5) {
                         want.insert((a, b));
                     }
@@ -212,11 +224,14 @@ mod tests {
         assert_eq!(links(&[clip(&[x, y, z, w]), clip(&[x, y, z, w])], Rule::default()).len(), 1);
         // Same frames, scrambled order: each matches somewhere, but never 2 at one offset.
         let scrambled = [clip(&[x, y, z, w, 1 << 5, 1 << 6]), clip(&[w, 1 << 7, 1 << 8, z, 1 << 9, 1 << 10, y, 1 << 11, 1 << 12, x])];
-        assert!(links(&scrambled, Rule { radius: 0, share: 0.5 }).is_empty());
+        assert!(links(&scrambled, Rule { radius: 0, still_radius: 0, share: 0.5 }).is_empty());
         // Black frames (hash 0) everywhere link nothing.
         assert!(links(&[clip(&[0, 0, 0]), clip(&[0, 0, 0])], Rule::default()).is_empty());
-        // A still image matches a frame of a video.
-        assert_eq!(links(&[clip(&[y]), clip(&[x, y ^ 1, z])], Rule::default())[0].matched, 1);
+        // A still image matches a frame of a video, within the still radius only.
+        let rule = Rule { radius: 10, still_radius: 1, share: 0.5 };
+        assert_eq!(links(&[clip(&[y]), clip(&[x, y ^ 1, z])], rule)[0].matched, 1);
+        assert!(links(&[clip(&[y]), clip(&[x, y ^ 3, z])], rule).is_empty());
+        assert_eq!(links(&[clip(&[x, y, z]), clip(&[x ^ 3, y ^ 3, z ^ 3])], rule).len(), 1);
     }
 
     #[test]
@@ -228,7 +243,7 @@ mod tests {
             Clip { phashes: vec![1 << 20], source_sha256: d("s2"), content_sha256: d("c1") },
             Clip { phashes: vec![1 << 30], source_sha256: d("s3"), content_sha256: d("c3") },
         ];
-        let got: Vec<(usize, usize, Why)> = links(&clips, Rule { radius: 0, share: 0.5 }).iter().map(|l| (l.a, l.b, l.why)).collect();
+        let got: Vec<(usize, usize, Why)> = links(&clips, Rule { radius: 0, still_radius: 0, share: 0.5 }).iter().map(|l| (l.a, l.b, l.why)).collect();
         assert_eq!(got, vec![(0, 1, Why::SameSource), (0, 2, Why::SameFrames), (1, 2, Why::SameFrames)]);
     }
 

@@ -7,3 +7,63 @@ pub mod inventory;
 pub mod sheet;
 pub mod corpus;
 pub mod matching;
+pub mod findings;
+pub mod report;
+
+pub use crate::error::AuditError;
+
+use crate::eval::folds::Folds;
+use crate::store::reader::Store;
+use matching::Rule;
+use std::path::{Path, PathBuf};
+
+/// What `usctl audit` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Store versions (located by the caller); the first is the one `manifest`, `raw` and `folds`
+    /// describe.
+    pub stores: Vec<PathBuf>,
+    /// `--manifest` and `--raw`: compare the first store with the corpus on disk.
+    pub disk: Option<(PathBuf, PathBuf)>,
+    /// A folds.json of `usctl eval` made on the first store.
+    pub folds: Option<PathBuf>,
+    pub out: PathBuf,
+    pub rule: Rule,
+}
+
+/// The default output folder: `<dataset folder of the first store>/audits/<its version folder>`,
+/// plus `+<dataset>-<version id>` for each further store.
+pub fn default_out(stores: &[Store]) -> PathBuf {
+    let first = &stores[0];
+    let version = first.dir.file_name().map_or_else(|| first.meta.version_id.clone(), |n| n.to_string_lossy().to_string());
+    let name = std::iter::once(version).chain(stores[1..].iter().map(|s| format!("{}-{}", s.meta.dataset, s.meta.version_id))).collect::<Vec<_>>().join("+");
+    first.dir.parent().unwrap_or(Path::new(".")).join("audits").join(name)
+}
+
+/// Runs the whole audit and writes its folder; the report says what was found.
+pub fn audit(stores: &[Store], opts: &Options) -> Result<report::Report, AuditError> {
+    let started = std::time::Instant::now();
+    let folds = match &opts.folds {
+        Some(path) => {
+            let fail = |message: String| AuditError::Folds { path: path.clone(), message };
+            let text = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            let f: Folds = serde_json::from_slice(&text).map_err(|e| fail(format!("not a folds file ({e}); give the folds.json that `usctl eval` wrote")))?;
+            Some(f)
+        }
+        None => None,
+    };
+    let corpus = corpus::Corpus::new(stores.iter().collect());
+    let links = corpus.links(opts.rule);
+    let found = findings::find(&corpus, &links, folds.as_ref()).map_err(|message| AuditError::Folds { path: opts.folds.clone().unwrap_or_default(), message })?;
+    let mut inventory = Vec::new();
+    for (i, s) in stores.iter().enumerate() {
+        let disk = opts.disk.as_ref().filter(|_| i == 0).map(|(m, r)| (m.as_path(), r.as_path()));
+        inventory.push(inventory::inventory(s, disk)?);
+    }
+    std::fs::create_dir_all(&opts.out).map_err(AuditError::io(&opts.out))?;
+    let mut rep = report::Report::new(&corpus, opts.rule, opts.folds.as_deref(), found, inventory);
+    report::write_sheets(&opts.out, &corpus, &mut rep)?;
+    rep.seconds = started.elapsed().as_secs_f64();
+    report::write(&opts.out, &corpus, &rep, &[])?;
+    Ok(rep)
+}
