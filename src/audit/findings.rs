@@ -147,12 +147,14 @@ pub fn fold_leaks(corpus: &Corpus, store: usize, component: &[usize], clusters: 
     let mut units: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for (i, v) in corpus.videos.iter().enumerate().filter(|(_, v)| v.store == store) {
         let row = corpus.row(*v);
-        let Some(&f) = fold_of.get(row.source_path.as_str()) else { continue };
-        if let Some(id) = id_of.get(&component[i]) {
+        if let (Some(&f), Some(id)) = (fold_of.get(row.source_path.as_str()), id_of.get(&component[i])) {
             units.entry(format!("cluster {id}")).or_default().insert(row.source_path.clone(), f);
         }
-        if let Some(p) = &row.patient_id {
-            units.entry(format!("patient {p}")).or_default().insert(row.source_path.clone(), f);
+    }
+    // Patients as the split itself records them.
+    for (it, &f) in folds.items.iter().zip(&folds.fold) {
+        if let Some(p) = &it.patient {
+            units.entry(format!("patient {p}")).or_default().insert(it.video.clone(), f);
         }
     }
     Ok(units
