@@ -126,3 +126,5 @@ lines += ["", "Command: `make bench` (or `scripts/bench.sh RAW_DIR`).", ""]
 open(out, "w").write("\n".join(lines))
 print("\n".join(lines))
 PY
+echo "bench: usctl audit of POCUS + COVID-BLUES"
+if [ -d "$RAW/pocus" ]; then scripts/bench_audit.sh "$RAW" | tee -a "$OUT"; fi
