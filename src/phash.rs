@@ -40,11 +40,12 @@ pub fn scan_box(frame: &[u8], size: usize) -> (usize, usize, usize, usize) {
     let percentile = |q: f64| {
         let rank = ((q * nonzero as f64).ceil() as usize).clamp(1, nonzero);
         let mut seen = 0;
-        (1..256).find(|&v| {
-            seen += hist[v];
-            seen >= rank
-        })
-        .unwrap_or(255) as f64
+        (1..256)
+            .find(|&v| {
+                seen += hist[v];
+                seen >= rank
+            })
+            .unwrap_or(255) as f64
     };
     let (lo, hi) = (percentile(0.10), percentile(0.95));
     let threshold = lo + (0.15 * (hi - lo)).max(8.0);

@@ -117,7 +117,8 @@ fn planted_copies_conflicts_and_inventory_problems_are_found_exactly() {
     assert_eq!((exact[0]["why"].as_str(), exact[0]["b"]["source_path"].as_str()), (Some("same_source"), Some("b/v5_as_b.mp4")));
     assert_eq!(report["findings"]["near"].as_array().unwrap().len(), 4);
     // One label conflict: v5 is filed as a and as b.
-    let conflicts: Vec<&Value> = report["findings"]["clusters"].as_array().unwrap().iter().filter(|c| c["conflicting_classes"] != serde_json::json!({})).collect();
+    let conflicts: Vec<&Value> =
+        report["findings"]["clusters"].as_array().unwrap().iter().filter(|c| c["conflicting_classes"] != serde_json::json!({})).collect();
     assert_eq!(conflicts.len(), 1);
     assert_eq!(conflicts[0]["conflicting_classes"]["syn"], serde_json::json!(["a", "b"]));
     // Manifest vs disk: the undecodable and the missing file in the store, the unlisted one on disk.
@@ -191,12 +192,17 @@ fn leakage_across_saved_folds_and_across_stores() {
     let args = ["--store", s1.to_str().unwrap(), "--store", s2.to_str().unwrap(), "--folds", folds.to_str().unwrap(), "--out", out.to_str().unwrap()];
     let (code, report) = audit(&args);
     assert_eq!(code, 1);
-    let leaks: Vec<(String, usize)> =
-        report["findings"]["fold_leaks"].as_array().unwrap().iter().map(|l| (l["unit"].as_str().unwrap().into(), l["folds"].as_object().unwrap().len())).collect();
+    let leaks: Vec<(String, usize)> = report["findings"]["fold_leaks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["unit"].as_str().unwrap().into(), l["folds"].as_object().unwrap().len()))
+        .collect();
     assert_eq!(leaks, vec![("cluster c1".to_string(), 2), ("patient p".to_string(), 2)]);
     let across: Vec<&Value> = report["findings"]["clusters"].as_array().unwrap().iter().filter(|c| c["datasets"].as_array().unwrap().len() > 1).collect();
     assert_eq!(across.len(), 1);
-    let members: Vec<(&str, &str)> = across[0]["members"].as_array().unwrap().iter().map(|m| (m["dataset"].as_str().unwrap(), m["source_path"].as_str().unwrap())).collect();
+    let members: Vec<(&str, &str)> =
+        across[0]["members"].as_array().unwrap().iter().map(|m| (m["dataset"].as_str().unwrap(), m["source_path"].as_str().unwrap())).collect();
     assert_eq!(members, vec![("syn", "a/v3.mp4"), ("pre", "b/v3_again.mp4")]);
     // A split made for other data is refused, naming the video it does not know.
     write(&folds, &split.to_string().replace("a/v4.mp4", "a/v9.mp4"));

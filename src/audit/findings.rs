@@ -60,7 +60,7 @@ pub struct FoldLeak {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Findings {
-    /// Groups of videos with the same source bytes or the same stored frames.
+    /// Pairs of videos with the same source bytes or the same stored frames.
     pub exact: Vec<Pair>,
     pub near: Vec<Pair>,
     pub clusters: Vec<Cluster>,
@@ -157,11 +157,7 @@ pub fn fold_leaks(corpus: &Corpus, store: usize, component: &[usize], clusters: 
             units.entry(format!("patient {p}")).or_default().insert(it.video.clone(), f);
         }
     }
-    Ok(units
-        .into_iter()
-        .filter(|(_, folds)| folds.values().collect::<BTreeSet<_>>().len() > 1)
-        .map(|(unit, folds)| FoldLeak { unit, folds })
-        .collect())
+    Ok(units.into_iter().filter(|(_, folds)| folds.values().collect::<BTreeSet<_>>().len() > 1).map(|(unit, folds)| FoldLeak { unit, folds }).collect())
 }
 
 /// Every finding of a corpus; `folds` is a saved split of store 0.

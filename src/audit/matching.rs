@@ -64,6 +64,11 @@ pub struct Link {
     pub of: usize,
 }
 
+/// Two clips (a < b) and one of their matching frame pairs: (frame of a, frame of b, distance).
+type FrameMatch = ((usize, usize), FrameMatchOf);
+/// (frame of a, frame of b, Hamming distance).
+type FrameMatchOf = (usize, usize, u32);
+
 /// Number of frames of `a` matched at the best offset, given all matching frame pairs (ka, kb).
 pub fn aligned_count(matches: &[(usize, usize)]) -> usize {
     let mut per_offset: HashMap<i64, BTreeSet<usize>> = HashMap::new();
@@ -88,7 +93,7 @@ pub fn links(clips: &[Clip], rule: Rule) -> Vec<Link> {
     let frames: Vec<(usize, usize, u64)> =
         clips.iter().enumerate().flat_map(|(c, clip)| clip.phashes.iter().enumerate().filter(|(_, &h)| h != 0).map(move |(k, &h)| (c, k, h))).collect();
     let widest = rule.radius.max(rule.still_radius);
-    let pairs: Vec<((usize, usize), (usize, usize, u32))> = (0..frames.len())
+    let pairs: Vec<FrameMatch> = (0..frames.len())
         .into_par_iter()
         .flat_map_iter(|i| {
             let (ca, ka, ha) = frames[i];
@@ -99,7 +104,7 @@ pub fn links(clips: &[Clip], rule: Rule) -> Vec<Link> {
                 .map(move |(cb, kb, d)| ((ca, cb), (ka, kb, d)))
         })
         .collect();
-    let mut matches: BTreeMap<(usize, usize), Vec<(usize, usize, u32)>> = BTreeMap::new();
+    let mut matches: BTreeMap<(usize, usize), Vec<FrameMatchOf>> = BTreeMap::new();
     for ((ca, cb), m) in pairs {
         // Frames are listed clip by clip, so ca < cb here.
         matches.entry((ca, cb)).or_default().push(m);
@@ -115,7 +120,9 @@ pub fn links(clips: &[Clip], rule: Rule) -> Vec<Link> {
             out.insert((a, b), Link { a, b, why: Why::Near, matched, of: na.min(nb) });
         }
     }
-    for (why, key) in [(Why::SameFrames, (|c: &Clip| c.content_sha256.clone()) as fn(&Clip) -> Option<String>), (Why::SameSource, |c: &Clip| c.source_sha256.clone())] {
+    for (why, key) in
+        [(Why::SameFrames, (|c: &Clip| c.content_sha256.clone()) as fn(&Clip) -> Option<String>), (Why::SameSource, |c: &Clip| c.source_sha256.clone())]
+    {
         let mut by: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, c) in clips.iter().enumerate() {
             if let Some(k) = key(c) {
@@ -175,10 +182,12 @@ mod tests {
         let mut best = 0;
         for d in -(b.len() as i64) - 1..=a.len() as i64 + 1 {
             let count = (0..a.len())
-                .filter(|&k| (-1..=1).any(|j| {
-                    let kb = k as i64 - d + j;
-                    kb >= 0 && (kb as usize) < b.len() && m(a[k], b[kb as usize])
-                }))
+                .filter(|&k| {
+                    (-1..=1).any(|j| {
+                        let kb = k as i64 - d + j;
+                        kb >= 0 && (kb as usize) < b.len() && m(a[k], b[kb as usize])
+                    })
+                })
                 .count();
             best = best.max(count);
         }
@@ -197,7 +206,12 @@ mod tests {
                     let base = &bases[rng.gen_range(0..3)];
                     let start = rng.gen_range(0..6);
                     let len = rng.gen_range(1..7);
-                    clip(&base[start..start + len].iter().map(|&h| if rng.gen_bool(0.7) { h ^ (1 << rng.gen_range(0..63)) } else { rng.gen::<u64>() >> 1 }).collect::<Vec<_>>())
+                    clip(
+                        &base[start..start + len]
+                            .iter()
+                            .map(|&h| if rng.gen_bool(0.7) { h ^ (1 << rng.gen_range(0..63)) } else { rng.gen::<u64>() >> 1 })
+                            .collect::<Vec<_>>(),
+                    )
                 })
                 .collect();
             let rule = Rule { radius: 3, still_radius: 2, share: 0.5 };

@@ -3,12 +3,12 @@
 //! No libtorch.
 
 // One line per part; each part is its own file.
-pub mod inventory;
-pub mod sheet;
 pub mod corpus;
-pub mod matching;
 pub mod findings;
+pub mod inventory;
+pub mod matching;
 pub mod report;
+pub mod sheet;
 
 pub use crate::error::AuditError;
 
@@ -54,7 +54,8 @@ pub fn audit(stores: &[Store], opts: &Options) -> Result<report::Report, AuditEr
     };
     let corpus = corpus::Corpus::new(stores.iter().collect());
     let links = corpus.links(opts.rule);
-    let found = findings::find(&corpus, &links, folds.as_ref()).map_err(|message| AuditError::Folds { path: opts.folds.clone().unwrap_or_default(), message })?;
+    let found =
+        findings::find(&corpus, &links, folds.as_ref()).map_err(|message| AuditError::Folds { path: opts.folds.clone().unwrap_or_default(), message })?;
     let mut inventory = Vec::new();
     for (i, s) in stores.iter().enumerate() {
         let disk = opts.disk.as_ref().filter(|_| i == 0).map(|(m, r)| (m.as_path(), r.as_path()));

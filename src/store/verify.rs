@@ -86,7 +86,11 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
         let size = store.meta.params.size as usize;
         let wrong = rows.filter(|&r| store.frames[r].hashes.as_ref().is_some_and(|h| *h != FrameHashes::of(store.frame(r), size))).collect::<Vec<_>>();
         if let Some(&first) = wrong.first() {
-            report.bad_videos.push(format!("{} (frames.parquet hashes of {} frame(s), first row {first}, are not those of its pixels)", v.source_path, wrong.len()));
+            report.bad_videos.push(format!(
+                "{} (frames.parquet hashes of {} frame(s), first row {first}, are not those of its pixels)",
+                v.source_path,
+                wrong.len()
+            ));
         }
     }
     Ok(report)

@@ -68,7 +68,10 @@ pub fn newest(store: &Path) -> PathBuf {
 }
 
 pub fn tables(version: &Path) -> (Vec<VideoRow>, Vec<FrameRow>) {
-    (usctl::store::index::read_videos(&version.join("videos.parquet")).unwrap(), usctl::store::index::read_frames(&version.join("frames.parquet"), usctl::store::FORMAT_VERSION).unwrap())
+    (
+        usctl::store::index::read_videos(&version.join("videos.parquet")).unwrap(),
+        usctl::store::index::read_frames(&version.join("frames.parquet"), usctl::store::FORMAT_VERSION).unwrap(),
+    )
 }
 
 /// Source frame indices kept for one video, by source path.
