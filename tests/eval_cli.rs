@@ -234,7 +234,13 @@ fn picture_store(root: &Path, dataset: &str, prefix: &str, keys: &[u64]) -> std:
 /// Fold of each video in an evaluation's folds.json.
 fn folds_of(dir: &Path) -> std::collections::BTreeMap<String, u64> {
     let f = json(&dir.join("folds.json"));
-    f["items"].as_array().unwrap().iter().zip(f["fold"].as_array().unwrap()).map(|(it, k)| (it["video"].as_str().unwrap().to_string(), k.as_u64().unwrap())).collect()
+    f["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(f["fold"].as_array().unwrap())
+        .map(|(it, k)| (it["video"].as_str().unwrap().to_string(), k.as_u64().unwrap()))
+        .collect()
 }
 
 #[test]

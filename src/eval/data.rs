@@ -80,7 +80,12 @@ impl Dataset {
             }
             None => true,
         });
-        check_classes(store_dir, &self.classes, &self.videos, &format!(" once the {} videos with a near-duplicate in {} are dropped", dropped.len(), other.display()))?;
+        check_classes(
+            store_dir,
+            &self.classes,
+            &self.videos,
+            &format!(" once the {} videos with a near-duplicate in {} are dropped", dropped.len(), other.display()),
+        )?;
         Ok(dropped)
     }
 

@@ -426,7 +426,8 @@ pub fn compare(reports: &[(PathBuf, Report)]) -> String {
     let mut groupings: Vec<Option<bool>> = reports.iter().map(|(_, r)| r.duplicates.as_ref().map(|d| d.grouped)).collect();
     groupings.dedup();
     if groupings.len() > 1 {
-        let _ = writeln!(o, "\nWarning: these reports split folds differently (duplicate clusters kept together in some, not in others); see the folds column.");
+        let _ =
+            writeln!(o, "\nWarning: these reports split folds differently (duplicate clusters kept together in some, not in others); see the folds column.");
     }
     let mut stores: Vec<String> = reports.iter().map(|(_, r)| format!("{} {} ({})", r.store.dataset, r.store.version_id, r.classes.join(", "))).collect();
     stores.dedup();
