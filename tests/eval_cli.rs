@@ -56,9 +56,15 @@ fn pretrain_evaluate_export_and_compare() {
     assert!(out.status.success(), "{}", text(&out));
     let ckpt = run_dir.join("last.safetensors");
 
+    // The clips differ only in hue, so in grey they are near-duplicates of each other: one
+    // duplicate cluster, which leaves no second group for two folds.
+    let out = eval(&store, &ckpt, &d.join("ev-grouped"), &["--protocol", "last3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("found 1") && text(&out).contains("--duplicate-groups off"), "{}", text(&out));
+
     // Evaluate the pretrained backbone (last3) and a random one (linear) on the same folds.
     let ev = d.join("ev-last3");
-    let out = eval(&store, &ckpt, &ev, &["--protocol", "last3"]);
+    let out = eval(&store, &ckpt, &ev, &["--protocol", "last3", "--duplicate-groups", "off"]);
     assert!(out.status.success(), "{}", text(&out));
     for f in ["eval.toml", "folds.json", "runs.jsonl", "report.json", "report.md", "confusion_frame.png", "confusion_video.png", "fold_accuracy.png"] {
         assert!(ev.join(f).is_file(), "{f}");
@@ -68,7 +74,12 @@ fn pretrain_evaluate_export_and_compare() {
     assert_eq!(report["runs"].as_array().unwrap().len(), 2);
     assert_eq!(report["classes"], serde_json::json!(["a", "b"]));
     let ev2 = d.join("ev-random");
-    let out = eval(&store, Path::new("random"), &ev2, &["--protocol", "linear", "--folds-file", ev.join("folds.json").to_str().unwrap()]);
+    let out = eval(
+        &store,
+        Path::new("random"),
+        &ev2,
+        &["--protocol", "linear", "--duplicate-groups", "off", "--folds-file", ev.join("folds.json").to_str().unwrap()],
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(json(&ev2.join("folds.json")), json(&ev.join("folds.json")), "a reused split is the same split");
     // A folds file edited so that one video sits in two folds is refused.
@@ -78,7 +89,7 @@ fn pretrain_evaluate_export_and_compare() {
     let f0 = leaky["fold"][0].as_u64().unwrap();
     leaky["fold"][1] = serde_json::json!(1 - f0);
     std::fs::write(d.join("leaky.json"), leaky.to_string()).unwrap();
-    let out = eval(&store, Path::new("random"), &d.join("ev-leaky"), &["--folds-file", d.join("leaky.json").to_str().unwrap()]);
+    let out = eval(&store, Path::new("random"), &d.join("ev-leaky"), &["--duplicate-groups", "off", "--folds-file", d.join("leaky.json").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("leaky.json") && text(&out).contains("both sides"), "{}", text(&out));
 

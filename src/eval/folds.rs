@@ -94,7 +94,9 @@ pub struct Folds {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FoldError {
-    #[error("{k}-fold cross-validation needs at least {k} groups (patients or videos, joined by duplicate clusters), found {groups}; lower --folds")]
+    #[error(
+        "{k}-fold cross-validation needs at least {k} groups (patients or videos, joined by duplicate clusters), found {groups}; lower --folds (or, where near-duplicate videos join them, --duplicate-groups off splits by patient alone)"
+    )]
     TooFewGroups { k: usize, groups: usize },
     #[error("fold {fold} mixes train and test: {group} is on both sides; the split file was edited or built wrongly, rebuild it")]
     Leak { fold: usize, group: String },
