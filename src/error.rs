@@ -134,6 +134,9 @@ pub enum EvalError {
     Data { path: PathBuf, message: String },
     #[error("folds file {path}: {message}")]
     FoldsFile { path: PathBuf, message: String },
+    /// The store of `exclude_overlap_with`.
+    #[error("exclude_overlap_with {path}: {source}")]
+    OtherStore { path: PathBuf, source: StoreError },
     #[error("fine-tuning diverged: the {what} loss became {value} at fold {fold}, seed {seed}, epoch {epoch}; lower --lr or check the store")]
     Diverged { what: &'static str, value: f64, fold: usize, seed: usize, epoch: u32 },
     #[error("evaluation directory {path} already holds a report; choose a new --out")]

@@ -149,8 +149,8 @@ fn pocus_all_present_files_and_the_four_absent_ones() {
 }
 
 /// A short linear evaluation of a random backbone on the real POCUS store: the default classes
-/// (COVID-19, bacterial pneumonia, healthy), 5 folds that never split a patient, a report that
-/// beats chance.
+/// (COVID-19, bacterial pneumonia, healthy), 5 folds that never split a patient or a duplicate
+/// cluster, a report that beats chance.
 fn evaluate_pocus(store: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("eval");
@@ -190,6 +190,9 @@ fn evaluate_pocus(store: &Path) {
     for (item, fold) in folds["items"].as_array().unwrap().iter().zip(folds["fold"].as_array().unwrap()) {
         let group = item["patient"].as_str().map_or_else(|| format!("video:{}", item["video"]), |p| format!("patient:{p}"));
         assert_eq!(*fold_of.entry(group.clone()).or_insert(fold.clone()), *fold, "{group} in two folds");
+        if let Some(c) = item["cluster"].as_u64() {
+            assert_eq!(*fold_of.entry(format!("cluster:{c}")).or_insert(fold.clone()), *fold, "duplicate cluster {c} in two folds");
+        }
     }
     assert_eq!(r["runs"].as_array().unwrap().len(), 5);
     let balanced = r["frame"]["balanced_accuracy"]["mean"].as_f64().unwrap();

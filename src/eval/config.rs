@@ -8,7 +8,7 @@ use crate::config::{load_toml, merge, AugmentConfig, DeviceChoice};
 use crate::error::ConfigError;
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Which part of the network fine-tuning may change (paper Tab. 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +115,12 @@ pub struct EvalConfig {
     /// Augment training images. Off with the linear protocol, every frame's features are computed
     /// once and reused (the frozen backbone gives the same features every epoch).
     pub augment_train: bool,
+    /// Keep each duplicate cluster (near-duplicate videos, docs/AUDIT.md's matching rule) within
+    /// one fold, as a patient is; off splits by patient alone, to measure the leakage.
+    pub duplicate_groups: bool,
+    /// A store (root, dataset or version folder, like `--store`) whose near-duplicates of the
+    /// evaluated videos are dropped from the evaluation, e.g. the pretraining store.
+    pub exclude_overlap_with: Option<PathBuf>,
     pub device: DeviceChoice,
     /// libtorch intra-op threads (0 = all cores).
     pub threads: usize,
@@ -139,6 +145,8 @@ impl Default for EvalConfig {
             exclude_classes: vec!["viral-pneumonia".into(), "uncertain".into()],
             frames_per_video: 0,
             augment_train: true,
+            duplicate_groups: true,
+            exclude_overlap_with: None,
             device: DeviceChoice::Auto,
             threads: 0,
             augment: AugmentConfig { jitter_prob: 0.0, ..AugmentConfig::default() },
@@ -200,6 +208,16 @@ pub struct EvalOverrides {
     #[arg(long = "augment", value_name = "AUGMENT", value_parser = parse_on_off)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub augment_train: Option<bool>,
+    /// on (default): folds keep near-duplicate videos together, as a patient; off: by patient
+    /// alone (to measure what duplicates leak).
+    #[arg(long, value_name = "ON_OFF", value_parser = parse_on_off)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_groups: Option<bool>,
+    /// Drop the evaluated videos that have a near-duplicate in this store (root, dataset or
+    /// version folder; e.g. the pretraining store); the report lists them.
+    #[arg(long, value_name = "STORE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exclude_overlap_with: Option<PathBuf>,
     /// auto, cpu or cuda.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -274,13 +292,16 @@ mod tests {
         assert!(c.validate().is_err());
         assert!("test".parse::<Selection>().is_err(), "selecting on the test fold takes its own flag");
         assert!(EvalConfig { augment_train: false, ..Default::default() }.caches_features());
+        let c = toml::from_str::<EvalConfig>("duplicate_groups = false\nexclude_overlap_with = \"pre/store\"\n").unwrap();
+        assert_eq!((c.duplicate_groups, c.exclude_overlap_with.as_deref()), (false, Some(Path::new("pre/store"))));
+        assert_eq!(toml::from_str::<EvalConfig>(&c.to_toml()).unwrap(), c);
     }
 
     #[test]
     fn every_evaluation_flag_sets_one_config_key() {
         let samples = ["7", "last3", "validation", "cpu", "off"];
         let keys = crate::config::tests::key_of_each_flag(&EvalConfig::default(), &samples, |c: &mut EvalConfig, o: &EvalOverrides| c.apply(o));
-        assert_eq!(keys.len(), 14, "{keys:?}");
+        assert_eq!(keys.len(), 16, "{keys:?}");
         for (flag, key) in keys {
             let renamed = [("--augment", "augment_train"), ("--select-on-test", "selection")];
             let want = renamed.iter().find(|r| r.0 == flag).map_or_else(|| flag.trim_start_matches("--").replace('-', "_"), |r| r.1.to_string());

@@ -1,9 +1,10 @@
-//! Evaluation reports (docs/eval.md, report format 1): the per-fold confusion matrices of one
+//! Evaluation reports (docs/eval.md, report format 2; reads 1): the per-fold confusion matrices of one
 //! `usctl eval`, summarised as mean ± sd over folds × seeds at frame and video level, written as
 //! report.json (everything), report.md (for people) and PNGs; and `usctl report`, which puts
 //! several reports side by side in the shape of the paper's Tab. 5.
 
 use super::config::{EvalConfig, Protocol, Selection};
+use super::data::Dropped;
 use super::metrics::{self, Confusion, Scores};
 use crate::error::EvalError;
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub const FORMAT: &str = "usctl-eval-report";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: `duplicates` and `excluded`, and the config keys `duplicate_groups`, `exclude_overlap_with`.
+pub const FORMAT_VERSION: u32 = 2;
 pub const JSON: &str = "report.json";
 pub const MARKDOWN: &str = "report.md";
 
@@ -95,6 +97,31 @@ pub struct StoreRef {
     pub version_id: String,
 }
 
+/// How the folds treated near-duplicate videos (docs/AUDIT.md's matching rule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Duplicates {
+    /// Whether each duplicate cluster was kept within one fold, as a patient is.
+    pub grouped: bool,
+    /// The rule: largest pHash Hamming distance of matching frames, and the share of the shorter
+    /// video's frames that must match in time order.
+    pub radius: u32,
+    pub share: f64,
+    /// Clusters with two or more evaluated videos, and the evaluated videos in them (counted
+    /// whether or not they were grouped).
+    pub clusters: usize,
+    pub videos: usize,
+}
+
+/// Videos dropped because a near-duplicate of them is in another store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Excluded {
+    /// The other store's version.
+    pub store: StoreRef,
+    pub dropped: Vec<Dropped>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
@@ -110,9 +137,16 @@ pub struct Report {
     pub selection: Selection,
     pub classes: Vec<String>,
     pub store: StoreRef,
+    /// Videos evaluated (after any dropped for overlap).
     pub videos: usize,
     pub videos_with_patient: usize,
     pub frames: usize,
+    /// None in format 1 reports, whose folds were by patient alone.
+    #[serde(default)]
+    pub duplicates: Option<Duplicates>,
+    /// Set with `exclude_overlap_with`.
+    #[serde(default)]
+    pub excluded: Option<Excluded>,
     pub config: EvalConfig,
     pub device: String,
     pub git_commit: String,
@@ -143,6 +177,35 @@ fn selection_text(c: &EvalConfig) -> String {
         Selection::Test => {
             format!("the epoch (of {}) with the best accuracy on the test fold itself, as the reference code did: these numbers are optimistic", c.epochs)
         }
+    }
+}
+
+/// How folds were grouped, as the report's Markdown says it.
+fn grouping_text(d: Option<&Duplicates>) -> String {
+    let rule = |d: &Duplicates| format!("pHash radius {}, share {}", d.radius, d.share);
+    match d {
+        None => "by patient (by video where none is known); duplicate clusters not considered (a format 1 report)".into(),
+        Some(d) if d.grouped => format!(
+            "grouped by patient (by video where none is known) and duplicate cluster: {} clusters joining {} videos, each kept within one fold ({})",
+            d.clusters,
+            d.videos,
+            rule(d)
+        ),
+        Some(d) => format!(
+            "by patient (by video where none is known) only: duplicate grouping was OFF, so {} clusters joining {} near-duplicate videos may straddle train and test ({})",
+            d.clusters,
+            d.videos,
+            rule(d)
+        ),
+    }
+}
+
+/// The folds column of `usctl report`.
+fn grouping_cell(d: Option<&Duplicates>) -> String {
+    match d {
+        None => "patient".into(),
+        Some(d) if d.grouped => format!("patient + {} dup. clusters", d.clusters),
+        Some(d) => format!("patient (dup. grouping off, {} clusters)", d.clusters),
     }
 }
 
@@ -184,10 +247,21 @@ impl Report {
             self.frames,
             self.classes.join(", ")
         );
+        if let Some(x) = &self.excluded {
+            let _ = writeln!(
+                o,
+                "- Dropped for a near-duplicate in `{}` ({} {}): {} videos, listed below; they are not evaluated",
+                x.store.dir,
+                x.store.dataset,
+                x.store.version_id,
+                x.dropped.len()
+            );
+        }
         let _ = writeln!(
             o,
-            "- {}-fold cross-validation by patient (by video where none is known), stratified by class; {} seed(s): {} runs. Folds: `folds.json`",
+            "- {}-fold cross-validation {}, stratified by class; {} seed(s): {} runs. Folds: `folds.json`",
             c.folds,
+            grouping_text(self.duplicates.as_ref()),
             c.seeds,
             self.runs.len()
         );
@@ -213,6 +287,17 @@ impl Report {
             class_table(&mut o, &self.classes, &l.summed_scores);
             o.push('\n');
             confusion_table(&mut o, &self.classes, &l.summed);
+        }
+        if let Some(x) = &self.excluded {
+            let _ = writeln!(o, "\n## Dropped: a near-duplicate is in `{}`\n", x.store.dir);
+            if x.dropped.is_empty() {
+                let _ = writeln!(o, "None.");
+            } else {
+                let _ = writeln!(o, "| video | matches |\n|---|---|");
+                for d in &x.dropped {
+                    let _ = writeln!(o, "| `{}` | {} |", d.path, d.matches.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "));
+                }
+            }
         }
         let _ = writeln!(o, "\n![frame-level confusion matrix](confusion_frame.png) ![accuracy per fold](fold_accuracy.png)\n");
         let _ = writeln!(o, "## Runs\n\n| fold | seed | train videos | validation videos | test videos | test frames | scored epoch | frame accuracy | video accuracy | seconds |");
@@ -264,10 +349,16 @@ impl Report {
         let bytes = std::fs::read(&file).map_err(EvalError::io(&file))?;
         let fail = |message: String| EvalError::Report { path: file.clone(), message };
         let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| fail(format!("not JSON ({e}); give the directory `usctl eval --out` wrote")))?;
-        if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) || v.get("format_version").and_then(|f| f.as_u64()) != Some(FORMAT_VERSION as u64) {
-            return Err(fail(format!("not a {FORMAT} {FORMAT_VERSION} file; give the directory `usctl eval --out` wrote")));
+        let version = v.get("format_version").and_then(|f| f.as_u64());
+        if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) || !matches!(version, Some(1..=2)) {
+            return Err(fail(format!("not a {FORMAT} file of version 1 or {FORMAT_VERSION}; give the directory `usctl eval --out` wrote")));
         }
-        serde_json::from_value(v).map_err(|e| fail(e.to_string()))
+        let mut r: Report = serde_json::from_value(v).map_err(|e| fail(e.to_string()))?;
+        if version == Some(1) {
+            // Version 1 evaluations split by patient alone; its config had no such key.
+            r.config.duplicate_groups = false;
+        }
+        Ok(r)
     }
 }
 
@@ -310,15 +401,16 @@ pub fn compare(reports: &[(PathBuf, Report)]) -> String {
             .collect();
         let _ = writeln!(o, "| {l} | {} |", cells.join(" | "));
     }
-    let _ = writeln!(o, "\n| initialisation | protocol | selection | epochs, px | frame accuracy | frame balanced acc. | frame macro-F1 | video accuracy | video macro-F1 | runs | seconds | report |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---:|---:|---|");
+    let _ = writeln!(o, "\n| initialisation | protocol | selection | folds | epochs, px | frame accuracy | frame balanced acc. | frame macro-F1 | video accuracy | video macro-F1 | runs | seconds | report |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---:|---:|---|");
     for (path, r) in reports {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {}, {} | {} | {} | {} | {} | {} | {} | {:.0} | `{}` |",
+            "| {} | {} | {} | {} | {}, {} | {} | {} | {} | {} | {} | {} | {:.0} | `{}` |",
             r.label,
             r.protocol.name(),
             r.selection.name(),
+            grouping_cell(r.duplicates.as_ref()),
             r.config.epochs,
             r.config.image_size,
             r.frame.accuracy,
@@ -330,6 +422,12 @@ pub fn compare(reports: &[(PathBuf, Report)]) -> String {
             r.seconds,
             path.display()
         );
+    }
+    let mut groupings: Vec<Option<bool>> = reports.iter().map(|(_, r)| r.duplicates.as_ref().map(|d| d.grouped)).collect();
+    groupings.dedup();
+    if groupings.len() > 1 {
+        let _ =
+            writeln!(o, "\nWarning: these reports split folds differently (duplicate clusters kept together in some, not in others); see the folds column.");
     }
     let mut stores: Vec<String> = reports.iter().map(|(_, r)| format!("{} {} ({})", r.store.dataset, r.store.version_id, r.classes.join(", "))).collect();
     stores.dedup();
@@ -362,6 +460,8 @@ mod tests {
             videos: 4,
             videos_with_patient: 0,
             frames: 12,
+            duplicates: Some(Duplicates { grouped: true, radius: 10, share: 0.5, clusters: 1, videos: 2 }),
+            excluded: None,
             config: EvalConfig { selection, protocol, ..Default::default() },
             device: "Cpu".into(),
             git_commit: "x".into(),
@@ -410,5 +510,46 @@ mod tests {
         assert!(t.contains("| random | 1.000 ± 0.000 | – |"), "{t}");
         assert!(t.contains("| spg | 1.000 ± 0.000 | 1.000 ± 0.000 † |"), "{t}");
         assert!(t.contains("optimistic"));
+    }
+
+    #[test]
+    fn grouping_and_dropped_videos_are_stated_and_version_1_reports_still_read() {
+        let m = || vec![vec![1, 0], vec![0, 1]];
+        let mut r = report("random", Protocol::Linear, Selection::Fixed, vec![run(0, 0, m(), m())]);
+        let md = r.markdown();
+        assert!(md.contains("grouped by patient (by video where none is known) and duplicate cluster: 1 clusters joining 2 videos"), "{md}");
+        r.duplicates = Some(Duplicates { grouped: false, radius: 10, share: 0.5, clusters: 3, videos: 7 });
+        r.excluded = Some(Excluded {
+            store: StoreRef { dir: "/pre".into(), dataset: "pre".into(), version_id: "w".into() },
+            dropped: vec![Dropped { path: "a/x.mp4".into(), matches: vec!["p/1.mp4".into(), "p/2.mp4".into()] }],
+        });
+        let md = r.markdown();
+        assert!(md.contains("duplicate grouping was OFF, so 3 clusters joining 7 near-duplicate videos may straddle train and test"), "{md}");
+        assert!(md.contains("- Dropped for a near-duplicate in `/pre` (pre w): 1 videos"), "{md}");
+        assert!(md.contains("| `a/x.mp4` | `p/1.mp4`, `p/2.mp4` |"), "{md}");
+        let dir = tempfile::tempdir().unwrap();
+        r.write(dir.path()).unwrap();
+        assert_eq!(Report::read(dir.path()).unwrap(), r);
+        // A version 1 report: no `duplicates`, `excluded` or the two config keys.
+        let mut v1 = serde_json::to_value(&r).unwrap();
+        v1["format_version"] = 1.into();
+        for key in ["duplicates", "excluded"] {
+            v1.as_object_mut().unwrap().remove(key);
+        }
+        for key in ["duplicate_groups", "exclude_overlap_with"] {
+            v1["config"].as_object_mut().unwrap().remove(key);
+        }
+        std::fs::write(dir.path().join(JSON), v1.to_string()).unwrap();
+        let old = Report::read(dir.path()).unwrap();
+        assert_eq!((old.duplicates.as_ref(), old.excluded.as_ref(), old.config.duplicate_groups), (None, None, false));
+        assert!(old.markdown().contains("duplicate clusters not considered (a format 1 report)"));
+        v1["format_version"] = 3.into();
+        std::fs::write(dir.path().join(JSON), v1.to_string()).unwrap();
+        assert!(Report::read(dir.path()).unwrap_err().to_string().contains("version 1 or 2"));
+        let grouped = report("random", Protocol::Linear, Selection::Fixed, vec![run(0, 0, m(), m())]);
+        let t = compare(&[("a".into(), grouped.clone()), ("b".into(), r.clone())]);
+        assert!(t.contains("| patient + 1 dup. clusters |") && t.contains("| patient (dup. grouping off, 3 clusters) |"), "{t}");
+        assert!(t.contains("split folds differently"), "{t}");
+        assert!(!compare(&[("a".into(), grouped.clone()), ("b".into(), grouped)]).contains("split folds differently"));
     }
 }

@@ -17,13 +17,15 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
+use usctl::audit::corpus;
+use usctl::audit::matching::Rule;
 use usctl::augment::{draw, AugParams};
 use usctl::error::{EvalError, TrainError};
 use usctl::eval::config::{EvalConfig, Protocol, Selection};
 use usctl::eval::data::{self, Dataset};
 use usctl::eval::folds::{self, Folds};
 use usctl::eval::metrics::{self, Confusion};
-use usctl::eval::report::{self, FoldRun, Level, Report, StoreRef};
+use usctl::eval::report::{self, Duplicates, Excluded, FoldRun, Level, Report, StoreRef};
 use usctl::store::reader::Store;
 use usctl::{schedule, seed};
 
@@ -371,6 +373,25 @@ fn folds_for(o: &EvalOptions, ds: &Dataset) -> Result<Folds, EvalError> {
     }
 }
 
+/// Drops the videos of `ds` that have a near-duplicate in the store at `path` (located like
+/// `--store`), returning what was dropped and from which store.
+fn drop_overlap(store_dir: &Path, store: &Store, path: &Path, ds: &mut Dataset) -> Result<Excluded, EvalError> {
+    let other_err = |source| EvalError::OtherStore { path: path.to_path_buf(), source };
+    let dir = usctl::store::locate(path, None, None).map_err(other_err)?;
+    let other = Store::open(&dir).map_err(other_err)?;
+    let found = corpus::overlap(store, &other, Rule::default());
+    let dropped = ds.drop_overlap(store_dir, &dir, &found)?;
+    Ok(Excluded { store: store_ref(&dir, &other), dropped })
+}
+
+fn store_ref(dir: &Path, store: &Store) -> StoreRef {
+    StoreRef {
+        dir: dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()).display().to_string(),
+        dataset: store.meta.dataset.clone(),
+        version_id: store.meta.version_id.clone(),
+    }
+}
+
 /// Runs the whole evaluation and writes its directory: eval.toml, folds.json, runs.jsonl (one
 /// line per finished fold run), report.json, report.md and the PNGs.
 pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
@@ -383,7 +404,25 @@ pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
         return Err(EvalError::Exists { path: o.out.clone() });
     }
     let store = Store::open(&o.store)?;
-    let ds = data::select(&o.store, &store.meta.classes, &store.videos, &c)?;
+    let mut ds = data::select(&o.store, &store.meta.classes, &store.videos, &c)?;
+    let excluded = match &c.exclude_overlap_with {
+        Some(path) => Some(drop_overlap(&o.store, &store, path, &mut ds)?),
+        None => None,
+    };
+    let rule = Rule::default();
+    let clusters = ds.clusters_of(&corpus::duplicate_groups(&store, rule));
+    let (n_clusters, n_joined) = data::cluster_count(&clusters);
+    if c.duplicate_groups {
+        ds.set_clusters(&clusters);
+    }
+    let duplicates = Duplicates { grouped: c.duplicate_groups, radius: rule.radius, share: rule.share, clusters: n_clusters, videos: n_joined };
+    if o.progress {
+        if let Some(x) = &excluded {
+            eprintln!("dropped {} videos with a near-duplicate in {}", x.dropped.len(), x.store.dir);
+        }
+        let how = if c.duplicate_groups { "kept within one fold each" } else { "NOT grouped (duplicate_groups off)" };
+        eprintln!("{n_clusters} duplicate clusters join {n_joined} of {} videos: {how}", ds.videos.len());
+    }
     let folds = folds_for(&o, &ds)?;
     c.folds = folds.k;
     std::fs::create_dir_all(&o.out).map_err(EvalError::io(&o.out))?;
@@ -441,14 +480,12 @@ pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
         protocol: c.protocol,
         selection: c.selection,
         classes: ds.classes.clone(),
-        store: StoreRef {
-            dir: o.store.canonicalize().unwrap_or_else(|_| o.store.clone()).display().to_string(),
-            dataset: store.meta.dataset.clone(),
-            version_id: store.meta.version_id.clone(),
-        },
+        store: store_ref(&o.store, &store),
         videos: ds.videos.len(),
         videos_with_patient: ds.videos.iter().filter(|v| v.patient.is_some()).count(),
         frames: ds.videos.iter().map(|v| v.frames).sum(),
+        duplicates: Some(duplicates),
+        excluded,
         config: c.clone(),
         device: format!("{device:?}"),
         git_commit: option_env!("USCTL_GIT_COMMIT").unwrap_or("unknown").into(),
