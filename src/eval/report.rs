@@ -103,10 +103,8 @@ pub struct StoreRef {
 pub struct Duplicates {
     /// Whether each duplicate cluster was kept within one fold, as a patient is.
     pub grouped: bool,
-    /// The rule: largest pHash Hamming distance of matching frames, and the share of the shorter
-    /// video's frames that must match in time order.
-    pub radius: u32,
-    pub share: f64,
+    /// The near-duplicate rule (docs/AUDIT.md, "Matching rule").
+    pub rule: crate::audit::matching::Rule,
     /// Clusters with two or more evaluated videos, and the evaluated videos in them (counted
     /// whether or not they were grouped).
     pub clusters: usize,
@@ -182,7 +180,7 @@ fn selection_text(c: &EvalConfig) -> String {
 
 /// How folds were grouped, as the report's Markdown says it.
 fn grouping_text(d: Option<&Duplicates>) -> String {
-    let rule = |d: &Duplicates| format!("pHash radius {}, share {}", d.radius, d.share);
+    let rule = |d: &Duplicates| format!("pHash radius {} ({} for stills), share {}", d.rule.radius, d.rule.still_radius, d.rule.share);
     match d {
         None => "by patient (by video where none is known); duplicate clusters not considered (a format 1 report)".into(),
         Some(d) if d.grouped => format!(
@@ -460,7 +458,7 @@ mod tests {
             videos: 4,
             videos_with_patient: 0,
             frames: 12,
-            duplicates: Some(Duplicates { grouped: true, radius: 10, share: 0.5, clusters: 1, videos: 2 }),
+            duplicates: Some(Duplicates { grouped: true, rule: Default::default(), clusters: 1, videos: 2 }),
             excluded: None,
             config: EvalConfig { selection, protocol, ..Default::default() },
             device: "Cpu".into(),
@@ -518,7 +516,7 @@ mod tests {
         let mut r = report("random", Protocol::Linear, Selection::Fixed, vec![run(0, 0, m(), m())]);
         let md = r.markdown();
         assert!(md.contains("grouped by patient (by video where none is known) and duplicate cluster: 1 clusters joining 2 videos"), "{md}");
-        r.duplicates = Some(Duplicates { grouped: false, radius: 10, share: 0.5, clusters: 3, videos: 7 });
+        r.duplicates = Some(Duplicates { grouped: false, rule: Default::default(), clusters: 3, videos: 7 });
         r.excluded = Some(Excluded {
             store: StoreRef { dir: "/pre".into(), dataset: "pre".into(), version_id: "w".into() },
             dropped: vec![Dropped { path: "a/x.mp4".into(), matches: vec!["p/1.mp4".into(), "p/2.mp4".into()] }],

@@ -415,7 +415,7 @@ pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
     if c.duplicate_groups {
         ds.set_clusters(&clusters);
     }
-    let duplicates = Duplicates { grouped: c.duplicate_groups, radius: rule.radius, share: rule.share, clusters: n_clusters, videos: n_joined };
+    let duplicates = Duplicates { grouped: c.duplicate_groups, rule, clusters: n_clusters, videos: n_joined };
     if o.progress {
         if let Some(x) = &excluded {
             eprintln!("dropped {} videos with a near-duplicate in {}", x.dropped.len(), x.store.dir);
