@@ -202,7 +202,6 @@ fn run_audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
     }
     let out = a.out.clone().unwrap_or_else(|| usctl::audit::default_out(&stores));
     let opts = usctl::audit::Options {
-        stores: stores.iter().map(|s| s.dir.clone()).collect(),
         disk: a.manifest.clone().zip(a.raw.clone()),
         folds: a.folds.clone(),
         out: out.clone(),

@@ -199,3 +199,30 @@ fn evaluate_pocus(store: &Path) {
     assert!(balanced > 0.4, "balanced accuracy {balanced} is no better than chance (1/3)");
     eprintln!("real_data: pocus: random init, linear, 5 folds: frame accuracy {}, balanced {balanced:.3}", r["frame"]["accuracy"]["mean"]);
 }
+
+/// `usctl audit` on the real BUSI images at the default 256 px: the byte-identical pair filed
+/// under two classes, and the duplicate clusters a published audit counts (about 19 % of the
+/// images are extra copies; docs/AUDIT.md has the full figures).
+#[test]
+fn busi_audit_finds_its_duplicates_and_label_conflicts() {
+    let Some(datasets) = shared_datasets() else {
+        eprintln!("real_data: ../shared/datasets is absent; BUSI audit not checked");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataset_manifests/busi.toml");
+    assert_eq!(ingest(&manifest, &datasets.join("busi"), &store, &[]).status.code(), Some(0));
+    let out_dir = tmp.path().join("audit");
+    let out = run(usctl().args(["audit", "--json", "--store"]).arg(store.join("busi")).arg("--out").arg(&out_dir));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let exact: Vec<(&str, &str)> =
+        r["findings"]["exact"].as_array().unwrap().iter().map(|p| (p["a"]["source_path"].as_str().unwrap(), p["b"]["source_path"].as_str().unwrap())).collect();
+    assert_eq!(exact, vec![("benign/images/benign (433).png", "malignant/images/malignant (145).png")]);
+    let (clusters, joined) = (r["counts"]["clusters"].as_u64().unwrap(), r["counts"]["videos_in_clusters"].as_u64().unwrap());
+    let extra = (joined - clusters) as f64 / 780.0;
+    assert!((0.15..0.25).contains(&extra), "{clusters} clusters joining {joined} images: {:.1} % extra copies", 100.0 * extra);
+    assert!(r["counts"]["label_conflicts"].as_u64().unwrap() >= 5, "{}", r["counts"]);
+    assert_eq!(r["sheets"].as_array().unwrap().len() as u64, clusters);
+}

@@ -17,12 +17,10 @@ use crate::store::reader::Store;
 use matching::Rule;
 use std::path::{Path, PathBuf};
 
-/// What `usctl audit` was asked to do.
+/// What `usctl audit` was asked to do besides which stores (the first store is the one `disk`
+/// and `folds` describe).
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Store versions (located by the caller); the first is the one `manifest`, `raw` and `folds`
-    /// describe.
-    pub stores: Vec<PathBuf>,
     /// `--manifest` and `--raw`: compare the first store with the corpus on disk.
     pub disk: Option<(PathBuf, PathBuf)>,
     /// A folds.json of `usctl eval` made on the first store.
