@@ -3,3 +3,4 @@
 //! No libtorch.
 
 // One line per part; each part is its own file.
+pub mod distributions;
