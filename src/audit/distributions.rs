@@ -2,44 +2,37 @@
 //! class, frames per video, durations, resolutions, frame rates and statuses, as tables
 //! (report.json, report.md) and PNG plots.
 //!
-//! The tables are polars queries over `videos.parquet` (docs/store-format.md), not reads through
-//! `store::index`, so that a curator can repeat each of them from Python. The same queries there:
+//! The tables are computed here over the rows of `videos.parquet` as `store::index` reads them.
+//! The same queries in Python polars, for a curator to repeat, filter or extend them, are
+//! `scripts/distributions.py` (`.venv/bin/python scripts/distributions.py VERSION_DIR` prints the
+//! tables as JSON, same fields and row order); tests/audit_distributions.rs checks that it gives
+//! the same numbers. Its core, `v` being `pl.scan_parquet(".../videos.parquet", glob=False)`:
 //!
 //! ```python
-//! import polars as pl
-//! v = pl.scan_parquet("STORE/DATASET/0001-<id>/videos.parquet", glob=False)
-//! keys = ["subdataset", "class_name"]
-//! def summary(c):
-//!     return [pl.len().alias("n"), pl.col(c).min().alias("min"), pl.col(c).median().alias("median"),
-//!             pl.col(c).mean().alias("mean"), pl.col(c).max().alias("max")]
-//! per_class = (v.group_by(keys).agg(pl.len().alias("videos"), (pl.col("frames_kept") > 0).sum().alias("stored"),
-//!                                   pl.col("frames_kept").sum().alias("frames"))
-//!              .sort(keys, nulls_last=True).collect())
-//! frames_per_video = v.filter(pl.col("frames_kept") > 0).group_by(keys).agg(summary("frames_kept")).sort(keys, nulls_last=True).collect()
-//! durations_s = (v.filter((pl.col("kind") == "video") & pl.col("duration_s").is_not_null())
-//!                .group_by(keys).agg(summary("duration_s")).sort(keys, nulls_last=True).collect())
-//! resolutions = (v.filter(pl.col("width").is_not_null() & pl.col("height").is_not_null())
-//!                .group_by("width", "height").agg(pl.len().alias("videos"))
-//!                .sort(["videos", "width", "height"], descending=[True, False, False]).collect())
-//! frame_rates = (v.filter(pl.col("native_fps").is_not_null())
-//!                .group_by((pl.col("native_fps") + 0.5).cast(pl.Int64).alias("fps")).agg(pl.len().alias("videos"))
-//!                .sort("fps").collect())
-//! statuses = v.group_by("subdataset", "status").agg(pl.len().alias("videos")).sort("subdataset", "status").collect()
+//! per_class = v.group_by(keys).agg(pl.len().alias("videos"), stored.sum().alias("stored"), pl.col("frames_kept").sum().alias("frames"))
+//! frames_per_video = v.filter(stored).group_by(keys).agg(summary("frames_kept"))  # n, min, median, mean, max
+//! durations_s = v.filter(timed).group_by(keys).agg(summary("duration_s"))
 //! ```
+//!
+//! Medians and means are computed as polars computes them (a median of an even count is the
+//! linear interpolation between the two middle values, a mean is a Kahan-compensated sum over the
+//! count), so the two agree to the last bit.
 //!
 //! Every manifest entry is a row of `videos.parquet`, skipped ones and images (one-frame videos)
 //! included; which rows each table counts is said at its field.
 
+use crate::error::StoreError;
+use crate::store::index::{read_videos, VideoRow};
 use plotters::prelude::*;
-use polars::prelude::*;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum DistributionsError {
     #[error("cannot compute distributions from {path}: {source}; check the version with `usctl verify` (docs/store-format.md, videos.parquet)")]
-    Read { path: PathBuf, source: PolarsError },
+    Read { path: PathBuf, source: StoreError },
     #[error("cannot write plot {path}: {message}; check that the audit's output folder is writable")]
     Plot { path: PathBuf, message: String },
 }
@@ -113,111 +106,144 @@ pub struct Distributions {
     durations: Vec<f64>,
 }
 
-/// Reads `version_dir/videos.parquet` with polars and computes every table (see the module doc
-/// for the same queries in Python).
+/// Reads `version_dir/videos.parquet` and computes every table (scripts/distributions.py has the
+/// same queries in Python polars).
 pub fn distributions(version_dir: &Path) -> Result<Distributions, DistributionsError> {
     let path = version_dir.join("videos.parquet");
-    query(&path).map_err(|source| DistributionsError::Read { path, source })
+    match read_videos(&path) {
+        Ok(rows) => Ok(tables(&path, &rows)),
+        Err(source) => Err(DistributionsError::Read { path, source }),
+    }
 }
 
-fn query(path: &Path) -> PolarsResult<Distributions> {
-    // One literal file: no globbing of `*`/`[` in folder names, no hive partitions.
-    let args = ScanArgsParquet { glob: false, hive_options: HiveOptions::new_disabled(), ..Default::default() };
-    let v = LazyFrame::scan_parquet(PlRefPath::try_from_path(path)?, args)?;
-    let keys = || [col("subdataset"), col("class_name")];
-    let by_keys = || SortMultipleOptions::default().with_nulls_last(true);
-    let count = || len().cast(DataType::Int64).alias("videos");
-    let summary = |c: &str| {
-        [
-            len().cast(DataType::Int64).alias("n"),
-            col(c).min().alias("min"),
-            col(c).median().alias("median"),
-            col(c).mean().alias("mean"),
-            col(c).max().alias("max"),
-        ]
-    };
-    let stored = || col("frames_kept").gt(lit(0));
-    let timed = || col("kind").eq(lit("video")).and(col("duration_s").is_not_null());
+/// Sub-dataset, then class with the classless last (polars' `sort(keys, nulls_last=True)`).
+type Key = (String, (bool, Option<String>));
 
-    let df = v
-        .clone()
-        .group_by(keys())
-        .agg([count(), stored().sum().cast(DataType::Int64).alias("stored"), col("frames_kept").sum().alias("frames")])
-        .sort(["subdataset", "class_name"], by_keys())
-        .collect()?;
-    let (sub, class, videos, n_stored, frames) =
-        (strs(&df, "subdataset")?, strs(&df, "class_name")?, i64s(&df, "videos")?, i64s(&df, "stored")?, i64s(&df, "frames")?);
-    let per_class = (0..df.height())
-        .map(|i| ClassCounts {
-            subdataset: sub[i].clone().unwrap_or_default(),
-            class_name: class[i].clone(),
-            videos: videos[i],
-            stored: n_stored[i],
-            frames: frames[i],
+fn key(r: &VideoRow) -> Key {
+    (r.subdataset.clone(), (r.class_name.is_none(), r.class_name.clone()))
+}
+
+fn unkey(k: Key) -> (String, Option<String>) {
+    (k.0, k.1 .1)
+}
+
+fn stored(r: &VideoRow) -> bool {
+    r.frames_kept > 0
+}
+
+fn timed(r: &VideoRow) -> bool {
+    r.kind == "video" && r.duration_s.is_some()
+}
+
+/// Groups `values` by key, in key order, each group in row order.
+fn grouped<T>(values: impl Iterator<Item = (Key, T)>) -> BTreeMap<Key, Vec<T>> {
+    let mut groups: BTreeMap<Key, Vec<T>> = BTreeMap::new();
+    for (k, v) in values {
+        groups.entry(k).or_default().push(v);
+    }
+    groups
+}
+
+/// Kahan-compensated sum in row order, as polars sums floats in a mean.
+fn kahan_sum(values: &[f64]) -> f64 {
+    let (mut sum, mut err) = (0.0f64, 0.0f64);
+    for &x in values {
+        let y = x - err;
+        let t = sum + y;
+        err = (t - sum) - y;
+        sum = t;
+    }
+    sum
+}
+
+/// Median as polars computes it: the middle value, or for an even count the linear interpolation
+/// `lo + (hi − lo)·0.5` between the two middle ones (bit-for-bit polars' result, which `(lo + hi)/2`
+/// is not always).
+fn median(values: &[f64]) -> f64 {
+    let mut s = values.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        let (lo, hi) = (s[n / 2 - 1], s[n / 2]);
+        lo + (hi - lo) * 0.5
+    }
+}
+
+fn summaries<T: Copy + PartialOrd + Into<f64>>(groups: BTreeMap<Key, Vec<T>>) -> Vec<Summary<T>> {
+    groups
+        .into_iter()
+        .map(|(k, v)| {
+            let f: Vec<f64> = v.iter().map(|&x| x.into()).collect();
+            let pick = |better: fn(&T, &T) -> bool| v.iter().copied().fold(v[0], |a, b| if better(&b, &a) { b } else { a });
+            let (subdataset, class_name) = unkey(k);
+            Summary {
+                subdataset,
+                class_name,
+                n: v.len() as i64,
+                min: pick(|b, a| b < a),
+                median: median(&f),
+                mean: kahan_sum(&f) / f.len() as f64,
+                max: pick(|b, a| b > a),
+            }
+        })
+        .collect()
+}
+
+/// i64 → f64 for the summaries (frame counts are far below 2^53).
+#[derive(Clone, Copy, PartialEq, PartialOrd)]
+struct Count(i64);
+
+impl From<Count> for f64 {
+    fn from(c: Count) -> f64 {
+        c.0 as f64
+    }
+}
+
+fn tables(path: &Path, rows: &[VideoRow]) -> Distributions {
+    let per_class = grouped(rows.iter().map(|r| (key(r), r)))
+        .into_iter()
+        .map(|(k, g)| {
+            let (subdataset, class_name) = unkey(k);
+            ClassCounts {
+                subdataset,
+                class_name,
+                videos: g.len() as i64,
+                stored: g.iter().filter(|r| stored(r)).count() as i64,
+                frames: g.iter().map(|r| r.frames_kept).sum(),
+            }
         })
         .collect();
-
-    let summaries = |filter: Expr, c: &str| -> PolarsResult<DataFrame> {
-        v.clone().filter(filter).group_by(keys()).agg(summary(c)).sort(["subdataset", "class_name"], by_keys()).collect()
-    };
-    let df = summaries(stored(), "frames_kept")?;
-    let (sub, class, n, min, med, mean, max) =
-        (strs(&df, "subdataset")?, strs(&df, "class_name")?, i64s(&df, "n")?, i64s(&df, "min")?, f64s(&df, "median")?, f64s(&df, "mean")?, i64s(&df, "max")?);
-    let frames_per_video = (0..df.height())
-        .map(|i| Summary {
-            subdataset: sub[i].clone().unwrap_or_default(),
-            class_name: class[i].clone(),
-            n: n[i],
-            min: min[i],
-            median: med[i],
-            mean: mean[i],
-            max: max[i],
-        })
+    let frames_per_video = summaries(grouped(rows.iter().filter(|r| stored(r)).map(|r| (key(r), Count(r.frames_kept)))))
+        .into_iter()
+        .map(|s| Summary { subdataset: s.subdataset, class_name: s.class_name, n: s.n, min: s.min.0, median: s.median, mean: s.mean, max: s.max.0 })
         .collect();
-    let df = summaries(timed(), "duration_s")?;
-    let (sub, class, n, min, med, mean, max) =
-        (strs(&df, "subdataset")?, strs(&df, "class_name")?, i64s(&df, "n")?, f64s(&df, "min")?, f64s(&df, "median")?, f64s(&df, "mean")?, f64s(&df, "max")?);
-    let durations_s = (0..df.height())
-        .map(|i| Summary {
-            subdataset: sub[i].clone().unwrap_or_default(),
-            class_name: class[i].clone(),
-            n: n[i],
-            min: min[i],
-            median: med[i],
-            mean: mean[i],
-            max: max[i],
-        })
-        .collect();
+    let durations_s = summaries(grouped(rows.iter().filter_map(|r| Some((key(r), r.duration_s?)).filter(|_| timed(r)))));
 
-    let df = v
-        .clone()
-        .filter(col("width").is_not_null().and(col("height").is_not_null()))
-        .group_by([col("width"), col("height")])
-        .agg([count()])
-        .sort(["videos", "width", "height"], SortMultipleOptions::default().with_order_descending_multi([true, false, false]))
-        .collect()?;
-    let (w, h, videos) = (i64s(&df, "width")?, i64s(&df, "height")?, i64s(&df, "videos")?);
-    let resolutions = (0..df.height()).map(|i| Resolution { width: w[i] as i32, height: h[i] as i32, videos: videos[i] }).collect();
+    let mut by_size: BTreeMap<(i32, i32), i64> = BTreeMap::new();
+    for r in rows {
+        if let (Some(w), Some(h)) = (r.width, r.height) {
+            *by_size.entry((w, h)).or_default() += 1;
+        }
+    }
+    let mut resolutions: Vec<Resolution> = by_size.into_iter().map(|((width, height), videos)| Resolution { width, height, videos }).collect();
+    resolutions.sort_by(|a, b| b.videos.cmp(&a.videos).then(a.width.cmp(&b.width)).then(a.height.cmp(&b.height)));
 
-    let df = v
-        .clone()
-        .filter(col("native_fps").is_not_null())
-        .group_by([(col("native_fps") + lit(0.5)).cast(DataType::Int64).alias("fps")])
-        .agg([count()])
-        .sort(["fps"], Default::default())
-        .collect()?;
-    let (fps, videos) = (i64s(&df, "fps")?, i64s(&df, "videos")?);
-    let frame_rates = (0..df.height()).map(|i| FrameRate { fps: fps[i], videos: videos[i] }).collect();
+    let mut by_fps: BTreeMap<i64, i64> = BTreeMap::new();
+    for fps in rows.iter().filter_map(|r| r.native_fps) {
+        // polars' `(native_fps + 0.5).cast(Int64)`: half up, truncated toward zero.
+        *by_fps.entry((fps + 0.5) as i64).or_default() += 1;
+    }
+    let frame_rates = by_fps.into_iter().map(|(fps, videos)| FrameRate { fps, videos }).collect();
 
-    let df = v.clone().group_by([col("subdataset"), col("status")]).agg([count()]).sort(["subdataset", "status"], Default::default()).collect()?;
-    let (sub, status, videos) = (strs(&df, "subdataset")?, strs(&df, "status")?, i64s(&df, "videos")?);
-    let statuses = (0..df.height())
-        .map(|i| StatusCount { subdataset: sub[i].clone().unwrap_or_default(), status: status[i].clone().unwrap_or_default(), videos: videos[i] })
-        .collect();
+    let mut by_status: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for r in rows {
+        *by_status.entry((&r.subdataset, &r.status)).or_default() += 1;
+    }
+    let statuses = by_status.into_iter().map(|((s, st), videos)| StatusCount { subdataset: s.into(), status: st.into(), videos }).collect();
 
-    let frames_kept = i64s(&v.clone().filter(stored()).select([col("frames_kept")]).collect()?, "frames_kept")?;
-    let durations = f64s(&v.filter(timed()).select([col("duration_s")]).collect()?, "duration_s")?;
-    Ok(Distributions {
+    Distributions {
         videos_parquet: path.to_path_buf(),
         per_class,
         frames_per_video,
@@ -225,24 +251,9 @@ fn query(path: &Path) -> PolarsResult<Distributions> {
         resolutions,
         frame_rates,
         statuses,
-        frames_kept,
-        durations,
-    })
-}
-
-fn strs(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
-    Ok(df.column(name)?.str()?.iter().map(|s| s.map(str::to_owned)).collect())
-}
-
-/// A column without nulls as i64 (counts come as polars' index type, widths as int32).
-fn i64s(df: &DataFrame, name: &str) -> PolarsResult<Vec<i64>> {
-    let c = df.column(name)?.cast(&DataType::Int64)?;
-    c.i64()?.iter().map(|x| x.ok_or_else(|| polars_err!(ComputeError: "column {name} has a null"))).collect()
-}
-
-fn f64s(df: &DataFrame, name: &str) -> PolarsResult<Vec<f64>> {
-    let c = df.column(name)?.cast(&DataType::Float64)?;
-    c.f64()?.iter().map(|x| x.ok_or_else(|| polars_err!(ComputeError: "column {name} has a null"))).collect()
+        frames_kept: rows.iter().filter(|r| stored(r)).map(|r| r.frames_kept).collect(),
+        durations: rows.iter().filter(|r| timed(r)).filter_map(|r| r.duration_s).collect(),
+    }
 }
 
 fn class_label(c: &Option<String>) -> &str {
@@ -266,7 +277,10 @@ pub fn bar_chart_height(bars: usize) -> u32 {
 impl Distributions {
     pub fn markdown(&self) -> String {
         let mut s = String::new();
-        s.push_str(&format!("Computed with polars from `{}`.\n\n", self.videos_parquet.display()));
+        s.push_str(&format!(
+            "Computed from `{}`. The same queries in Python polars: `scripts/distributions.py` (docs/AUDIT.md).\n\n",
+            self.videos_parquet.display()
+        ));
         s.push_str("### Videos and frames per sub-dataset and class\n\n| sub-dataset | class | videos | with frames | frames |\n|---|---|---:|---:|---:|\n");
         for r in &self.per_class {
             s.push_str(&format!("| {} | {} | {} | {} | {} |\n", r.subdataset, class_label(&r.class_name), r.videos, r.stored, r.frames));
@@ -505,7 +519,7 @@ mod tests {
             row(5, "s2", None, "video", Some((640, 480)), Some(3.0), Some(14.5), 6, "ok"),
             row(6, "s2", Some("a"), "video", None, None, None, 0, "missing"),
         ];
-        // A folder name with glob characters: the scan must take it literally.
+        // A folder name with glob characters: every reader must take it literally.
         let v = dir.join("ds [x]*/0001-00112233445566aa");
         std::fs::create_dir_all(&v).unwrap();
         write_videos(&v.join("videos.parquet"), &rows).unwrap();
@@ -568,6 +582,17 @@ mod tests {
             let dark = rgb.pixels().filter(|p| p.0.iter().all(|&c| c < 100)).count();
             assert!(dark > 500, "{name}: {dark} dark pixels");
         }
+    }
+
+    #[test]
+    fn median_and_mean_as_polars_computes_them() {
+        // Interpolated, 0.1 + 0.6·0.5 = 0.4 (polars' answer); (0.1 + 0.7) / 2 = 0.39999999999999997.
+        assert_eq!(median(&[0.7, 0.1]), 0.4);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        // Ten 1e-16 after 1.0: a plain sum loses them all, the compensated one (and polars) keeps them.
+        let xs: Vec<f64> = std::iter::once(1.0).chain(std::iter::repeat_n(1e-16, 10)).collect();
+        assert_eq!(kahan_sum(&xs), 1.0 + 1e-15);
+        assert_eq!(xs.iter().sum::<f64>(), 1.0);
     }
 
     #[test]
