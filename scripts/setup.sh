@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Idempotent set-up: Debian's FFmpeg 5.1 dev libraries and tools, fonts for the loss plots, a
 # project-local venv with the exact PyTorch that tch 0.26 links against (and the matching
-# torchvision, for the benchmark's reference pipeline), then one release build (tests reuse it).
+# torchvision, for the benchmark's reference pipeline), polars for curators' queries over a store's
+# Parquet tables (scripts/distributions.py, docs/AUDIT.md), then one release build (tests reuse it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.13.0
 TORCHVISION_VERSION=0.28.0
+POLARS_VERSION=2.1.0
 APT_PACKAGES=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
               pkg-config clang libclang-dev ffmpeg time libfontconfig1-dev libfreetype-dev fonts-dejavu-core)
 
@@ -46,6 +48,11 @@ have=$(.venv/bin/python -c 'import torchvision; print(torchvision.__version__.sp
 if [ "$have" != "$TORCHVISION_VERSION" ]; then
   echo "setup: installing torchvision==$TORCHVISION_VERSION into .venv"
   .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+fi
+have=$(.venv/bin/python -c 'import polars; print(polars.__version__)' 2>/dev/null || true)
+if [ "$have" != "$POLARS_VERSION" ]; then
+  echo "setup: installing polars==$POLARS_VERSION into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "polars==$POLARS_VERSION"
 fi
 
 export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1

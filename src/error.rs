@@ -170,6 +170,8 @@ pub enum AuditError {
     Inventory(#[from] crate::audit::inventory::InventoryError),
     #[error(transparent)]
     Sheet(#[from] crate::audit::sheet::SheetError),
+    #[error(transparent)]
+    Distributions(#[from] crate::audit::distributions::DistributionsError),
     #[error("folds file {path}: {message}")]
     Folds { path: PathBuf, message: String },
     #[error("{message}")]

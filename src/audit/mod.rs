@@ -4,6 +4,7 @@
 
 // One line per part; each part is its own file.
 pub mod corpus;
+pub mod distributions;
 pub mod findings;
 pub mod inventory;
 pub mod matching;
@@ -55,14 +56,25 @@ pub fn audit(stores: &[Store], opts: &Options) -> Result<report::Report, AuditEr
     let found =
         findings::find(&corpus, &links, folds.as_ref()).map_err(|message| AuditError::Folds { path: opts.folds.clone().unwrap_or_default(), message })?;
     let mut inventory = Vec::new();
+    let mut tables = Vec::new();
     for (i, s) in stores.iter().enumerate() {
         let disk = opts.disk.as_ref().filter(|_| i == 0).map(|(m, r)| (m.as_path(), r.as_path()));
         inventory.push(inventory::inventory(s, disk)?);
+        tables.push(distributions::distributions(&s.dir)?);
     }
     std::fs::create_dir_all(&opts.out).map_err(AuditError::io(&opts.out))?;
     let mut rep = report::Report::new(&corpus, opts.rule, opts.folds.as_deref(), found, inventory);
     report::write_sheets(&opts.out, &corpus, &mut rep)?;
+    let mut markdown = Vec::new();
+    for (s, d) in stores.iter().zip(&tables) {
+        let dir = opts.out.join(report::PLOTS_DIR).join(format!("{}-{}", s.meta.dataset, s.meta.version_id));
+        std::fs::create_dir_all(&dir).map_err(AuditError::io(&dir))?;
+        let plots = d.write_plots(&dir)?;
+        rep.plots.extend(plots.iter().filter_map(|p| p.strip_prefix(&opts.out).ok()).map(|p| p.display().to_string()));
+        rep.distributions.push(serde_json::to_value(d).unwrap_or_default());
+        markdown.push(format!("## Distributions of {} {}\n\n{}", s.meta.dataset, s.meta.version_id, d.markdown()));
+    }
     rep.seconds = started.elapsed().as_secs_f64();
-    report::write(&opts.out, &corpus, &rep, &[])?;
+    report::write(&opts.out, &corpus, &rep, &markdown)?;
     Ok(rep)
 }

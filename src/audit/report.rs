@@ -19,6 +19,7 @@ pub const REPORT_JSON: &str = "report.json";
 pub const REPORT_MD: &str = "report.md";
 pub const CLUSTERS_CSV: &str = "clusters.csv";
 pub const SHEETS_DIR: &str = "sheets";
+pub const PLOTS_DIR: &str = "plots";
 
 /// One audited store version.
 #[derive(Debug, Clone, Serialize)]
@@ -60,7 +61,9 @@ pub struct Report {
     /// Contact sheet of each cluster, relative to the output folder, in cluster order.
     pub sheets: Vec<String>,
     pub inventory: Vec<Inventory>,
+    /// One per store (`distributions.rs`), and their PNGs relative to the output folder.
     pub distributions: Vec<serde_json::Value>,
+    pub plots: Vec<String>,
     pub seconds: f64,
 }
 
@@ -104,6 +107,7 @@ impl Report {
             sheets: Vec::new(),
             inventory,
             distributions: Vec::new(),
+            plots: Vec::new(),
             seconds: 0.0,
         }
     }
