@@ -9,7 +9,9 @@ use usctl::store::index::VideoRow;
 use usctl::store::writer::{FrameMeta, StoreWriter};
 use usctl::store::{IngestParams, StoreMeta, FORMAT_NAME, FORMAT_VERSION};
 
-const FRAME_BYTES: usize = 4;
+/// Frames are SIZE × SIZE.
+const SIZE: usize = 2;
+const FRAME_BYTES: usize = SIZE * SIZE;
 
 /// Video `i` of a 240-video version: two sub-datasets, classes a, b and none, every 7th an image
 /// (one frame, no frame rate), every 11th failed (no frame, nothing known), durations and frame
@@ -59,7 +61,7 @@ fn video(i: usize) -> (VideoRow, usize) {
 /// One published version, under a dataset folder whose name has glob characters (both readers
 /// must take the path literally).
 fn version(root: &std::path::Path) -> std::path::PathBuf {
-    let mut w = StoreWriter::create(&root.join("ds [x]*"), "00112233445566aa", FRAME_BYTES).unwrap();
+    let mut w = StoreWriter::create(&root.join("ds [x]*"), "00112233445566aa", SIZE).unwrap();
     let (mut videos, mut frames) = (0, 0);
     for i in 0..240 {
         let (row, n) = video(i);
@@ -73,7 +75,7 @@ fn version(root: &std::path::Path) -> std::path::PathBuf {
         dataset: "ds [x]*".into(),
         version_id: "00112233445566aa".into(),
         version_sha256: "00112233445566aa".repeat(4),
-        params: IngestParams { fps: "3".into(), size: 2, pixel_format: "gray8".into(), fit: "letterbox".into(), decoder: "test".into() },
+        params: IngestParams { fps: "3".into(), size: SIZE as u32, pixel_format: "gray8".into(), fit: "letterbox".into(), decoder: "test".into() },
         frame_bytes: FRAME_BYTES as u64,
         frames,
         videos,
