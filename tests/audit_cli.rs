@@ -209,4 +209,10 @@ fn leakage_across_saved_folds_and_across_stores() {
     let out = run(usctl().arg("audit").args(args));
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("a/v9.mp4") && text(&out).contains("give the store the split was made for"), "{}", text(&out));
+    // An output folder that cannot be made: exit 2, naming it and the fix.
+    let blocked = tmp.path().join("a-file");
+    write(&blocked, "x");
+    let out = run(usctl().args(["audit", "--store", s1.to_str().unwrap(), "--out"]).arg(blocked.join("audit")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("a-file/audit") && text(&out).contains("give a writable --out"), "{}", text(&out));
 }

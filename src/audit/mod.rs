@@ -62,7 +62,8 @@ pub fn audit(stores: &[Store], opts: &Options) -> Result<report::Report, AuditEr
         inventory.push(inventory::inventory(s, disk)?);
         tables.push(distributions::distributions(&s.dir)?);
     }
-    std::fs::create_dir_all(&opts.out).map_err(AuditError::io(&opts.out))?;
+    std::fs::create_dir_all(&opts.out)
+        .map_err(|e| AuditError::Usage { message: format!("cannot create the output folder {}: {e}; give a writable --out", opts.out.display()) })?;
     let mut rep = report::Report::new(&corpus, opts.rule, opts.folds.as_deref(), found, inventory);
     report::write_sheets(&opts.out, &corpus, &mut rep)?;
     let mut markdown = Vec::new();
