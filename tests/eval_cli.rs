@@ -283,7 +283,10 @@ fn near_duplicates_share_a_fold_and_overlap_with_another_store_is_dropped() {
     let off = d.join(format!("ev-{split_seed}---duplicate-groups-off"));
     let report = json(&off.join("report.json"));
     assert_eq!(report["format_version"], 2);
-    assert_eq!(report["duplicates"], serde_json::json!({"grouped": false, "rule": {"radius": 10, "still_radius": 8, "share": 0.5}, "clusters": 1, "videos": 2}));
+    assert_eq!(
+        report["duplicates"],
+        serde_json::json!({"grouped": false, "rule": {"radius": 10, "still_radius": 8, "share": 0.5}, "clusters": 1, "videos": 2})
+    );
     assert!(std::fs::read_to_string(off.join("report.md")).unwrap().contains("duplicate grouping was OFF, so 1 clusters joining 2 near-duplicate videos"));
     let on = eval_seed(split_seed, &[]);
     let f = folds_of(&on);
