@@ -209,18 +209,11 @@ fn picture_store(root: &Path, dataset: &str, prefix: &str, keys: &[u64]) -> std:
             class_name: Some(["a", "b"][i % 2].into()),
             class_index: Some((i % 2) as i32),
             patient_id: Some(format!("{prefix}-p{i}")),
-            source_bytes: None,
-            source_sha256: None,
             width: Some(size as i32),
             height: Some(size as i32),
-            duration_s: None,
-            native_fps: None,
             frames_decoded: 3,
-            frames_kept: 0,
-            first_frame_row: 0,
-            payload_sha256: None,
             status: "ok".into(),
-            message: None,
+            ..Default::default()
         };
         w.add(row, &pixels, &meta).unwrap();
     }

@@ -724,19 +724,10 @@ frames = 1
             kind: "video".into(),
             class_name: Some("a".into()),
             class_index: Some(0),
-            patient_id: None,
-            source_bytes: None,
-            source_sha256: None,
-            width: None,
-            height: None,
-            duration_s: None,
-            native_fps: None,
             frames_decoded: frames_kept,
             frames_kept,
-            first_frame_row: 0,
-            payload_sha256: None,
             status: status.into(),
-            message: None,
+            ..Default::default()
         }
     }
 

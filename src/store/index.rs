@@ -83,7 +83,7 @@ impl FrameHashes {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct VideoRow {
     pub video_id: i32,
     pub subdataset: String,
