@@ -54,11 +54,12 @@ impl<'a> Corpus<'a> {
         let mut computed = Vec::new();
         for (s, store) in stores.iter().enumerate() {
             let (phashes, was_computed) = frame_phashes(store);
+            let digests = frame_digests(store);
             computed.push(was_computed);
             for (v, row) in store.videos.iter().enumerate().filter(|(_, r)| r.frames_kept > 0) {
                 let rows = row.first_frame_row as usize..(row.first_frame_row + row.frames_kept) as usize;
                 videos.push(VideoRef { store: s, video: v });
-                clips.push(Clip { phashes: phashes[rows].to_vec(), source_sha256: row.source_sha256.clone(), content_sha256: row.payload_sha256.clone() });
+                clips.push(Clip { phashes: phashes[rows.clone()].to_vec(), source_sha256: row.source_sha256.clone(), frame_sha256: digests[rows].to_vec() });
             }
         }
         Corpus { stores, videos, clips, computed }

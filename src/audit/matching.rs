@@ -39,8 +39,8 @@ impl Default for Rule {
 pub struct Clip {
     pub phashes: Vec<u64>,
     pub source_sha256: Option<String>,
-    /// sha256 of all its stored frames (the store's `payload_sha256`).
-    pub content_sha256: Option<String>,
+    /// sha256 of each stored frame's pixels, in time order (frames.parquet's `pixels_sha256`).
+    pub frame_sha256: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -48,7 +48,9 @@ pub struct Clip {
 pub enum Why {
     /// The same source file bytes.
     SameSource,
-    /// Other source bytes, the same stored frames (e.g. a re-encode that decodes identically).
+    /// Other source bytes, but every stored frame of the shorter video (flat frames aside) is
+    /// also, pixel for pixel, a stored frame of the other: a still taken from a video, a trimmed
+    /// copy, a re-encode that decodes identically.
     SameFrames,
     /// Frames that match in time order (the rule above).
     Near,
@@ -121,12 +123,14 @@ pub fn links(clips: &[Clip], rule: Rule) -> Vec<Link> {
             out.insert((a, b), Link { a, b, why: Why::Near, matched, of: na.min(nb) });
         }
     }
-    for (why, key) in
-        [(Why::SameFrames, (|c: &Clip| c.content_sha256.clone()) as fn(&Clip) -> Option<String>), (Why::SameSource, |c: &Clip| c.source_sha256.clone())]
+    for (a, b) in same_frames(clips) {
+        let of = clips[a].phashes.len().min(clips[b].phashes.len());
+        out.insert((a, b), Link { a, b, why: Why::SameFrames, matched: of, of });
+    }
     {
-        let mut by: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (i, c) in clips.iter().enumerate() {
-            if let Some(k) = key(c) {
+            if let Some(k) = &c.source_sha256 {
                 by.entry(k).or_default().push(i);
             }
         }
@@ -134,13 +138,39 @@ pub fn links(clips: &[Clip], rule: Rule) -> Vec<Link> {
             for (x, &a) in group.iter().enumerate() {
                 for &b in &group[x + 1..] {
                     let of = clips[a].phashes.len().min(clips[b].phashes.len());
-                    // Later kinds are stronger reasons and replace earlier ones.
-                    out.insert((a, b), Link { a, b, why, matched: of, of });
+                    // The strongest reason replaces the others.
+                    out.insert((a, b), Link { a, b, why: Why::SameSource, matched: of, of });
                 }
             }
         }
     }
     out.into_values().collect()
+}
+
+/// Pairs (a < b) in which every informative frame of the shorter clip (pHash not 0) is, by
+/// digest, a frame of the other; a clip with no informative frame pairs with nothing.
+fn same_frames(clips: &[Clip]) -> Vec<(usize, usize)> {
+    let mut holders: HashMap<&str, BTreeSet<usize>> = HashMap::new();
+    for (c, clip) in clips.iter().enumerate() {
+        for (d, &h) in clip.frame_sha256.iter().zip(&clip.phashes) {
+            if h != 0 {
+                holders.entry(d.as_str()).or_default().insert(c);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (a, clip) in clips.iter().enumerate() {
+        let frames: Vec<&str> = clip.frame_sha256.iter().zip(&clip.phashes).filter(|(_, &h)| h != 0).map(|(d, _)| d.as_str()).collect();
+        let Some(first) = frames.first() else { continue };
+        // Candidates hold a's first frame; keep those holding every frame of a, when a is the shorter.
+        for &b in holders[first].iter().filter(|&&b| b != a) {
+            let shorter = clip.phashes.len() < clips[b].phashes.len() || (clip.phashes.len() == clips[b].phashes.len() && a < b);
+            if shorter && frames.iter().all(|d| holders[d].contains(&b)) {
+                out.push((a.min(b), a.max(b)));
+            }
+        }
+    }
+    out
 }
 
 /// Connected components of the links over `n` clips: `cluster[i]` numbers clip i's component,
@@ -252,14 +282,32 @@ mod tests {
     #[test]
     fn digests_link_whatever_the_frames_and_the_strongest_reason_wins() {
         let d = |s: &str| Some(s.to_string());
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Hashes far apart, so only digests can link.
+        let clip = |p: &[u64], s: &str, frames: &[&str]| Clip { phashes: p.to_vec(), source_sha256: d(s), frame_sha256: f(frames) };
         let clips = [
-            Clip { phashes: vec![1 << 3], source_sha256: d("s1"), content_sha256: d("c1") },
-            Clip { phashes: vec![1 << 9], source_sha256: d("s1"), content_sha256: d("c1") },
-            Clip { phashes: vec![1 << 20], source_sha256: d("s2"), content_sha256: d("c1") },
-            Clip { phashes: vec![1 << 30], source_sha256: d("s3"), content_sha256: d("c3") },
+            clip(&[1 << 3, 1 << 4], "s1", &["x", "y"]),
+            clip(&[1 << 9, 1 << 10], "s1", &["x", "y"]),
+            clip(&[1 << 20, 1 << 21, 1 << 22], "s2", &["w", "x", "y"]),
+            // A still that is one of those frames, pixel for pixel.
+            clip(&[1 << 30], "s3", &["y"]),
+            // Shares one frame of two: not the same frames.
+            clip(&[1 << 40, 1 << 41], "s4", &["x", "z"]),
+            // A flat frame (hash 0) shared by everything links nothing.
+            clip(&[0], "s5", &["x"]),
         ];
         let got: Vec<(usize, usize, Why)> = links(&clips, Rule { radius: 0, still_radius: 0, share: 0.5 }).iter().map(|l| (l.a, l.b, l.why)).collect();
-        assert_eq!(got, vec![(0, 1, Why::SameSource), (0, 2, Why::SameFrames), (1, 2, Why::SameFrames)]);
+        assert_eq!(
+            got,
+            vec![
+                (0, 1, Why::SameSource),
+                (0, 2, Why::SameFrames),
+                (0, 3, Why::SameFrames),
+                (1, 2, Why::SameFrames),
+                (1, 3, Why::SameFrames),
+                (2, 3, Why::SameFrames)
+            ]
+        );
     }
 
     #[test]
