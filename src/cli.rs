@@ -34,6 +34,9 @@ pub enum Command {
     /// Find exact and near-duplicate videos, label conflicts, leakage across folds and stores, and
     /// differences between a manifest and the disk; writes a report and contact sheets.
     Audit(AuditArgs),
+    /// Compare two store versions: parameters, classes, and videos added, removed, re-labelled,
+    /// with other source bytes or frame counts (exit 0 identical, 1 different).
+    Diff(DiffArgs),
     /// Write a checkpoint's backbone alone with torchvision's ResNet-18 names, plus a model card.
     Export(ExportArgs),
     /// Put several evaluations side by side in one table (Markdown).
@@ -109,6 +112,17 @@ pub struct AuditArgs {
     #[arg(long, default_value_t = usctl::audit::matching::Rule::default().share)]
     pub share: f64,
     /// Print report.json on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The first version: a version folder, or a dataset folder (its newest version).
+    pub a: PathBuf,
+    /// The second version, the same way.
+    pub b: PathBuf,
+    /// Print the differences as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

@@ -5,7 +5,7 @@ mod cli;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
-use cli::{AuditArgs, Cli, Command, ExportArgs, IngestArgs, ReportArgs, StoreArgs};
+use cli::{AuditArgs, Cli, Command, DiffArgs, ExportArgs, IngestArgs, ReportArgs, StoreArgs};
 use std::process::ExitCode;
 use usctl::ingest::{self, IngestOptions, IngestReport};
 use usctl::store::reader::Store;
@@ -86,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train { args } => Ok(forward_to_torch(&[vec!["train".to_string()], args].concat().iter().map(Into::into).collect::<Vec<_>>())),
         Command::Eval { args } => Ok(forward_to_torch(&[vec!["eval".to_string()], args].concat().iter().map(Into::into).collect::<Vec<_>>())),
         Command::Audit(a) => run_audit(a),
+        Command::Diff(a) => run_diff(a),
         Command::Export(a) => run_export(a),
         Command::Report(a) => run_report(a),
     }
@@ -238,6 +239,17 @@ fn print_audit(r: &usctl::audit::report::Report, out: &std::path::Path) {
     if c.findings > 0 {
         println!("{} finding(s); exit code 1", c.findings);
     }
+}
+
+fn run_diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
+    let open = |p: &std::path::Path| -> anyhow::Result<Store> { Ok(Store::open(&usctl::store::locate(p, None, None)?)?) };
+    let d = usctl::store::diff::diff(&open(&a.a)?, &open(&a.b)?);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        print!("{}", d.text());
+    }
+    Ok(if d.is_identical() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {

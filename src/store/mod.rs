@@ -12,6 +12,7 @@
 //! published versions are never modified. `<seq>` orders versions by publication.
 
 pub mod check;
+pub mod diff;
 pub mod index;
 pub mod interrupt;
 pub mod lock;
