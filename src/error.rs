@@ -29,6 +29,8 @@ pub enum ManifestError {
     Metadata { manifest: PathBuf, csv: PathBuf, message: String },
     #[error("raw data folder {path} cannot be resolved: {source}; pass the corpus folder with --raw")]
     Raw { path: PathBuf, source: std::io::Error },
+    #[error("cannot pin {path}: {message}; check that the file is readable")]
+    Pin { path: PathBuf, message: String },
     #[error("manifest {manifest}: {source_name} matches no file in {dir} ({patterns}){problems}; nothing would be ingested from it: fix `dir` or the patterns (case-sensitive, relative to `dir`, `*` does not cross '/'; see docs/manifest-format.md), or remove the source")]
     NothingMatched { manifest: PathBuf, source_name: String, dir: PathBuf, patterns: String, problems: String },
 }
