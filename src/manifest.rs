@@ -753,7 +753,7 @@ class = "b"
             (with("[[expect]]\nsubdataset = \"s\"\nvideos = 1\n[[expect]]\nsubdataset = \"s\"\nframes = 2\n"), "expect #2 (s): a second row"),
             (with("[[expect]]\nsubdataset = \"s\"\nimages = 1\n"), "images"),
             (with("[[expect]]\nsubdataset = \"s\"\nvideos = -1\n"), "videos"),
-            (GOOD.replace("schema = 1", "schema = 3"), "schema = 3 but this usctl reads schemas 1 to 2"),
+            (GOOD.replace("schema = 1", "schema = 4"), "schema = 4 but this usctl reads schemas 1 to 3"),
             (GOOD.replace("schema = 1", "schema = 0"), "schema = 0"),
         ] {
             let err = parse(&bad).unwrap_err().to_string();
