@@ -13,6 +13,11 @@ pub struct Cli {
 pub enum Command {
     /// Decode the files a manifest names into a new (or reused) store version.
     Ingest(IngestArgs),
+    /// Manifest tools (`usctl manifest pin`).
+    Manifest {
+        #[command(subcommand)]
+        command: ManifestCommand,
+    },
     /// Re-hash a store version and name every file or video whose bytes differ.
     Verify(StoreArgs),
     /// Describe a store version: counts per sub-dataset and class, problems recorded at ingest.
@@ -70,6 +75,34 @@ pub struct IngestArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Ingest files whose bytes differ from the manifest's pins, or that have no pin, instead of
+    /// refusing; the summary lists them.
+    #[arg(long)]
+    pub accept_changed: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Hash every file the manifest names under --raw (media and metadata CSVs) and write their
+    /// size, sha256, download URL and licence into the manifest's generated [pinned] table.
+    Pin(PinArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// The manifest to pin; its generated [pinned] table (at the end) is rewritten, the rest kept.
+    #[arg(long)]
+    pub manifest: PathBuf,
+    /// The folder the manifest's paths are relative to: the copy whose bytes are pinned.
+    #[arg(long)]
+    pub raw: PathBuf,
+    /// Compare the files with the pins already in the manifest and write nothing (exit 1 when
+    /// they differ).
+    #[arg(long)]
+    pub check: bool,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

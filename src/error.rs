@@ -85,6 +85,8 @@ pub enum IngestError {
     Raw { path: PathBuf, source: std::io::Error },
     #[error("invalid ingest parameter: {0}")]
     Param(String),
+    #[error("manifest {manifest}: {count} file(s) under {raw} differ from their pins or have none: {listing}; nothing was ingested. If these bytes are the ones you want, pin them again (`usctl manifest pin --manifest {manifest} --raw {raw}`) or ingest them anyway with --accept-changed (the report lists them)")]
+    Pins { manifest: PathBuf, raw: PathBuf, count: usize, listing: String },
     #[error("cannot start the worker pool: {0}")]
     Pool(String),
 }

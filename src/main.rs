@@ -5,7 +5,7 @@ mod cli;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
-use cli::{AuditArgs, Cli, Command, DiffArgs, ExportArgs, IngestArgs, ReportArgs, StoreArgs};
+use cli::{AuditArgs, Cli, Command, DiffArgs, ExportArgs, IngestArgs, ManifestCommand, PinArgs, ReportArgs, StoreArgs};
 use std::process::ExitCode;
 use usctl::ingest::{self, IngestOptions, IngestReport};
 use usctl::store::reader::Store;
@@ -75,6 +75,7 @@ fn torch_version() -> String {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ingest(a) => run_ingest(a),
+        Command::Manifest { command: ManifestCommand::Pin(a) } => run_pin(a),
         Command::DecodeOnly(a) => {
             let opts = options(&a)?;
             let (files, frames, secs) = ingest::decode_only(&opts)?;
@@ -95,7 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn options(a: &IngestArgs) -> anyhow::Result<IngestOptions> {
     let fps = a.fps.parse().map_err(|e: String| anyhow::anyhow!("--fps: {e}"))?;
     let threads = a.threads.unwrap_or_else(|| usctl::files::threads(0));
-    Ok(IngestOptions { manifest: a.manifest.clone(), raw: a.raw.clone(), store: a.store.clone(), fps, size: a.size, threads, progress: !a.quiet && !a.json })
+    Ok(IngestOptions { manifest: a.manifest.clone(), raw: a.raw.clone(), store: a.store.clone(), fps, size: a.size, threads, progress: !a.quiet && !a.json, accept_changed: a.accept_changed })
 }
 
 fn run_ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
@@ -115,6 +116,65 @@ fn run_ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn run_pin(a: PinArgs) -> anyhow::Result<ExitCode> {
+    use usctl::manifest::{pin, Manifest};
+    let (manifest, bytes) = Manifest::load(&a.manifest)?;
+    let outcome = pin::pin(&manifest, &a.raw, &a.manifest)?;
+    let total: u64 = outcome.pinned.files.iter().map(|p| p.size).sum();
+    let absent = |out: &mut Vec<String>| {
+        if !outcome.absent.is_empty() {
+            out.push(format!("{} listed file(s) absent, not pinned: {}", outcome.absent.len(), outcome.absent.join(", ")));
+        }
+    };
+    if a.check {
+        let Some(old) = &manifest.pinned else {
+            anyhow::bail!("{} has no [pinned] table to check; run `usctl manifest pin` without --check to write one", a.manifest.display());
+        };
+        let found = outcome.pinned.files.iter().map(|p| (p.path.as_str(), Some((p.size, p.sha256.as_str()))));
+        let c = pin::check(old, found);
+        let same = old.files == outcome.pinned.files;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "same": same, "check": c, "absent": outcome.absent }))?);
+        } else {
+            let mut lines = vec![format!("{}: {} pinned files compared with {} under {}", a.manifest.display(), old.files.len(), outcome.pinned.files.len(), a.raw.display())];
+            if c.refuses() {
+                lines.push(format!("differ: {}", c.listing(10)));
+            }
+            if !c.absent.is_empty() {
+                lines.push(format!("pinned but absent: {}", c.absent.join(", ")));
+            }
+            if !same && !c.refuses() && c.absent.is_empty() {
+                lines.push("the bytes match; a URL or licence differs (the manifest's provenance changed): pin again".into());
+            }
+            absent(&mut lines);
+            lines.push(if same { "pins are current".into() } else { "pins are out of date (exit code 1)".to_string() });
+            println!("{}", lines.join("\n"));
+        }
+        return Ok(if same { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    let text = std::str::from_utf8(&bytes)?;
+    let new_text = pin::rewrite(text, &outcome.pinned, &a.manifest)?;
+    // The rewritten manifest must read back as the same manifest plus these pins.
+    let reread = Manifest::parse(new_text.as_bytes(), &a.manifest)?;
+    anyhow::ensure!(reread.pinned.as_ref() == Some(&outcome.pinned), "internal error: the pins of {} do not read back", a.manifest.display());
+    usctl::files::write_atomic(&a.manifest, new_text.as_bytes()).with_context(|| format!("cannot write {}", a.manifest.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "manifest": a.manifest, "files": outcome.pinned.files.len(), "bytes": total, "absent": outcome.absent }))?);
+    } else {
+        let mut lines = vec![format!(
+            "{}: pinned {} files ({:.1} MB) from {}{}",
+            a.manifest.display(),
+            outcome.pinned.files.len(),
+            total as f64 / 1e6,
+            a.raw.display(),
+            if manifest.schema < pin::PIN_SCHEMA { format!(" (schema {} → {})", manifest.schema, pin::PIN_SCHEMA) } else { String::new() }
+        )];
+        absent(&mut lines);
+        println!("{}", lines.join("\n"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print_ingest(r: &IngestReport) {
     let state = if r.reused { "unchanged inputs, reused" } else { "new version" };
     println!("{} → {} ({state})", r.dataset, r.version_dir.display());
@@ -124,6 +184,15 @@ fn print_ingest(r: &IngestReport) {
         println!("  class   {:<20} {:>5} files {:>7} frames", c.class, c.videos, c.frames);
     }
     println!("  time    {:.1} s with {} threads", r.seconds, r.threads);
+    if let Some(p) = &r.pins {
+        match (p.changed.len(), p.unpinned.len()) {
+            (0, 0) => println!("  pins    {} files match their pins", p.checked),
+            (c, u) => {
+                println!("  pins    {} files checked; {c} changed and {u} without a pin, ingested anyway (--accept-changed):", p.checked);
+                println!("          {}", p.listing(10));
+            }
+        }
+    }
     if !r.notes.is_empty() {
         println!("  notes   {} (run with --json to list them all)", r.notes.len());
         for n in r.notes.iter().take(5) {

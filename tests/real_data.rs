@@ -226,3 +226,18 @@ fn busi_audit_finds_its_duplicates_and_label_conflicts() {
     assert!(r["counts"]["label_conflicts"].as_u64().unwrap() >= 5, "{}", r["counts"]);
     assert_eq!(r["sheets"].as_array().unwrap().len() as u64, clusters);
 }
+
+/// The pins committed in dataset_manifests/ match the copies in ../shared/datasets (`usctl
+/// manifest pin --check`): a manifest edited without pinning again, or a changed copy, fails here.
+#[test]
+fn committed_pins_match_the_shared_copies() {
+    let Some(datasets) = shared_datasets() else {
+        eprintln!("real_data: ../shared/datasets is absent; pins not checked");
+        return;
+    };
+    for name in ["covid-blues", "pocus", "busi"] {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("dataset_manifests/{name}.toml"));
+        let out = run(usctl().args(["manifest", "pin", "--check", "--manifest"]).arg(&manifest).arg("--raw").arg(datasets.join(name)));
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
+    }
+}

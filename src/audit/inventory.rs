@@ -654,8 +654,7 @@ mod tests {
             fps: Rational::new(1, 1).unwrap(),
             size: 8,
             threads: 1,
-            progress: false,
-        };
+            progress: false, accept_changed: false };
         Store::open(&ingest(&opts).unwrap().version_dir).unwrap()
     }
 

@@ -12,6 +12,7 @@ mod same_bytes;
 
 use crate::error::{IngestError, SourceError};
 use crate::hash::sha256_file;
+use crate::manifest::pin::{self, PinCheck};
 use crate::manifest::{Entry, Manifest, Problem};
 use crate::store::index::VideoRow;
 use crate::store::reader::Store;
@@ -40,6 +41,8 @@ pub struct IngestOptions {
     pub size: u32,
     pub threads: usize,
     pub progress: bool,
+    /// Ingest files whose bytes differ from their pin, or that have none (the report lists them).
+    pub accept_changed: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -70,6 +73,8 @@ pub struct IngestReport {
     pub problems: Vec<Problem>,
     /// Worth a look but nothing was skipped (e.g. files without a class).
     pub notes: Vec<Problem>,
+    /// How the files compared with the manifest's pins; absent when it has none.
+    pub pins: Option<PinCheck>,
 }
 
 impl IngestReport {
@@ -180,6 +185,7 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     let bar = progress_bar(opts.progress, entries.len());
     bar.set_message("hashing");
     let hashed: Vec<Hashed> = pool.install(|| entries.par_iter().map(hash_entry).collect());
+    let pins = check_pins(opts, &manifest, entries, &hashed)?;
 
     let params = params(opts.fps, opts.size);
     let unreadable: Vec<Option<String>> = hashed.iter().map(|h| h.error.as_ref().map(|e| e.to_string())).collect();
@@ -261,6 +267,14 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     notes.append(&mut copies);
     notes.extend(cleaned);
     report.notes = notes;
+    if let Some(p) = &pins {
+        let reported: std::collections::BTreeSet<String> = report.problems.iter().map(|p| p.path.clone()).collect();
+        report.problems.extend(p.absent.iter().filter(|a| !reported.contains(*a)).map(|a| Problem {
+            path: a.clone(),
+            reason: "pinned in the manifest but not found under --raw; restore it (`usctl fetch`) or pin the manifest again".into(),
+        }));
+    }
+    report.pins = pins;
     report.dataset = manifest.name.clone();
     report.version_id = id;
     report.version_dir = version_dir;
@@ -268,6 +282,26 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     report.threads = opts.threads;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Compares the sources (and metadata CSVs) with the manifest's pins, before anything is decoded:
+/// a changed or unpinned file stops the ingest unless `accept_changed`.
+fn check_pins(opts: &IngestOptions, manifest: &Manifest, entries: &[Entry], hashed: &[Hashed]) -> Result<Option<PinCheck>, IngestError> {
+    let Some(pinned) = &manifest.pinned else { return Ok(None) };
+    let metadata = pin::metadata_digests(manifest, &opts.raw);
+    let media = entries.iter().zip(hashed).map(|(e, h)| (e.rel_path.as_str(), h.bytes.zip(h.sha256.as_deref())));
+    let csvs = metadata.iter().map(|(p, d)| (p.as_str(), d.as_ref().map(|(n, s)| (*n, s.as_str()))));
+    let mut check = pin::check(pinned, media.chain(csvs));
+    if check.refuses() && !opts.accept_changed {
+        return Err(IngestError::Pins {
+            manifest: opts.manifest.clone(),
+            raw: opts.raw.clone(),
+            count: check.changed.len() + check.unpinned.len(),
+            listing: check.listing(5),
+        });
+    }
+    check.accepted = check.refuses();
+    Ok(Some(check))
 }
 
 /// Removes the temporary version directories that dead ingests left in the dataset folder
@@ -330,6 +364,7 @@ fn summarize(manifest: &Manifest, rows: &[VideoRow], raw: &Path) -> IngestReport
         seconds: 0.0,
         problems: Vec::new(),
         notes: Vec::new(),
+        pins: None,
     };
     for v in rows {
         match v.status.as_str() {
