@@ -96,7 +96,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn options(a: &IngestArgs) -> anyhow::Result<IngestOptions> {
     let fps = a.fps.parse().map_err(|e: String| anyhow::anyhow!("--fps: {e}"))?;
     let threads = a.threads.unwrap_or_else(|| usctl::files::threads(0));
-    Ok(IngestOptions { manifest: a.manifest.clone(), raw: a.raw.clone(), store: a.store.clone(), fps, size: a.size, threads, progress: !a.quiet && !a.json, accept_changed: a.accept_changed })
+    Ok(IngestOptions {
+        manifest: a.manifest.clone(),
+        raw: a.raw.clone(),
+        store: a.store.clone(),
+        fps,
+        size: a.size,
+        threads,
+        progress: !a.quiet && !a.json,
+        accept_changed: a.accept_changed,
+    })
 }
 
 fn run_ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
@@ -136,7 +145,13 @@ fn run_pin(a: PinArgs) -> anyhow::Result<ExitCode> {
         if a.json {
             println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "same": same, "check": c, "absent": outcome.absent }))?);
         } else {
-            let mut lines = vec![format!("{}: {} pinned files compared with {} under {}", a.manifest.display(), old.files.len(), outcome.pinned.files.len(), a.raw.display())];
+            let mut lines = vec![format!(
+                "{}: {} pinned files compared with {} under {}",
+                a.manifest.display(),
+                old.files.len(),
+                outcome.pinned.files.len(),
+                a.raw.display()
+            )];
             if c.refuses() {
                 lines.push(format!("differ: {}", c.listing(10)));
             }
@@ -159,7 +174,12 @@ fn run_pin(a: PinArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(reread.pinned.as_ref() == Some(&outcome.pinned), "internal error: the pins of {} do not read back", a.manifest.display());
     usctl::files::write_atomic(&a.manifest, new_text.as_bytes()).with_context(|| format!("cannot write {}", a.manifest.display()))?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "manifest": a.manifest, "files": outcome.pinned.files.len(), "bytes": total, "absent": outcome.absent }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "manifest": a.manifest, "files": outcome.pinned.files.len(), "bytes": total, "absent": outcome.absent })
+            )?
+        );
     } else {
         let mut lines = vec![format!(
             "{}: pinned {} files ({:.1} MB) from {}{}",

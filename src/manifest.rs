@@ -321,7 +321,12 @@ impl Manifest {
         self.validate_provenance()?;
         if let Some(p) = &self.pinned {
             if self.schema < pin::PIN_SCHEMA {
-                return Err(format!("[pinned] needs `schema = {}` but this manifest says `schema = {}`; change it to `schema = {}`", pin::PIN_SCHEMA, self.schema, pin::PIN_SCHEMA));
+                return Err(format!(
+                    "[pinned] needs `schema = {}` but this manifest says `schema = {}`; change it to `schema = {}`",
+                    pin::PIN_SCHEMA,
+                    self.schema,
+                    pin::PIN_SCHEMA
+                ));
             }
             p.validate()?;
         }
@@ -331,9 +336,20 @@ impl Manifest {
     fn validate_provenance(&self) -> Result<(), String> {
         for (i, s) in self.sources.iter().enumerate() {
             let at = format!("source #{} ({})", i + 1, s.subdataset);
-            let given = [("licence", s.licence.is_some()), ("licence_csv", s.licence_csv.is_some()), ("citation", s.citation.is_some()), ("homepage", s.homepage.is_some()), ("url_base", s.url_base.is_some())];
+            let given = [
+                ("licence", s.licence.is_some()),
+                ("licence_csv", s.licence_csv.is_some()),
+                ("citation", s.citation.is_some()),
+                ("homepage", s.homepage.is_some()),
+                ("url_base", s.url_base.is_some()),
+            ];
             if let Some((key, _)) = given.iter().find(|(_, g)| *g).filter(|_| self.schema < pin::PIN_SCHEMA) {
-                return Err(format!("{at}: `{key}` needs `schema = {}` but this manifest says `schema = {}`; change it to `schema = {}`", pin::PIN_SCHEMA, self.schema, pin::PIN_SCHEMA));
+                return Err(format!(
+                    "{at}: `{key}` needs `schema = {}` but this manifest says `schema = {}`; change it to `schema = {}`",
+                    pin::PIN_SCHEMA,
+                    self.schema,
+                    pin::PIN_SCHEMA
+                ));
             }
             if let Some(base) = &s.url_base {
                 pin::check_url(base).map_err(|why| format!("{at}: url_base '{base}' {why}"))?;

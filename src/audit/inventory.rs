@@ -654,7 +654,9 @@ mod tests {
             fps: Rational::new(1, 1).unwrap(),
             size: 8,
             threads: 1,
-            progress: false, accept_changed: false };
+            progress: false,
+            accept_changed: false,
+        };
         Store::open(&ingest(&opts).unwrap().version_dir).unwrap()
     }
 

@@ -37,7 +37,15 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, class: Option<&str>) -> Entry {
-        Entry { subdataset: "s".into(), source: 0, rel_path: path.into(), path: path.into(), class: class.map(|c| (c.to_string(), 0)), patient: None, missing: false }
+        Entry {
+            subdataset: "s".into(),
+            source: 0,
+            rel_path: path.into(),
+            path: path.into(),
+            class: class.map(|c| (c.to_string(), 0)),
+            patient: None,
+            missing: false,
+        }
     }
 
     #[test]

@@ -326,7 +326,8 @@ mod tests {
     #[test]
     fn rewrite_keeps_the_text_above_the_marker_and_raises_the_schema() {
         let text = "# my corpus\nschema = 2\nname = \"d\"\n[[source]]\nsubdataset = \"s\"\ninclude = [\"*.mp4\"]\n";
-        let p = Pinned { generated_by: "usctl 0.1.0".into(), files: vec![Pin { url: Some(join_url("https://h", "a \"q\".mp4")), ..pin("a \"q\".mp4", 1, 'a') }] };
+        let p =
+            Pinned { generated_by: "usctl 0.1.0".into(), files: vec![Pin { url: Some(join_url("https://h", "a \"q\".mp4")), ..pin("a \"q\".mp4", 1, 'a') }] };
         let once = rewrite(text, &p, Path::new("m.toml")).unwrap();
         assert!(once.starts_with("# my corpus\nschema = 3\nname"), "{once}");
         let m = Manifest::parse(once.as_bytes(), Path::new("m.toml")).unwrap();
