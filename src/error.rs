@@ -33,6 +33,9 @@ pub enum ManifestError {
     Pin { path: PathBuf, message: String },
     #[error("manifest {manifest}: {source_name} matches no file in {dir} ({patterns}){problems}; nothing would be ingested from it: fix `dir` or the patterns (case-sensitive, relative to `dir`, `*` does not cross '/'; see docs/manifest-format.md), or remove the source")]
     NothingMatched { manifest: PathBuf, source_name: String, dir: PathBuf, patterns: String, problems: String },
+    /// Under `--skip-absent-sources`, when no source has a file.
+    #[error("manifest {manifest}: every source is absent under {raw} ({absent}); nothing would be ingested: put at least one sub-dataset's files in its folder (the layout is in the manifest's comments), or pass the folder that holds them with --raw")]
+    AllAbsent { manifest: PathBuf, raw: PathBuf, absent: String },
 }
 
 #[derive(Debug, Error)]

@@ -95,7 +95,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn options(a: &IngestArgs) -> anyhow::Result<IngestOptions> {
     let fps = a.fps.parse().map_err(|e: String| anyhow::anyhow!("--fps: {e}"))?;
     let threads = a.threads.unwrap_or_else(|| usctl::files::threads(0));
-    Ok(IngestOptions { manifest: a.manifest.clone(), raw: a.raw.clone(), store: a.store.clone(), fps, size: a.size, threads, progress: !a.quiet && !a.json })
+    Ok(IngestOptions {
+        manifest: a.manifest.clone(),
+        raw: a.raw.clone(),
+        store: a.store.clone(),
+        fps,
+        size: a.size,
+        threads,
+        progress: !a.quiet && !a.json,
+        skip_absent_sources: a.skip_absent_sources,
+    })
 }
 
 fn run_ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
@@ -120,9 +129,11 @@ fn print_ingest(r: &IngestReport) {
     println!("{} → {} ({state})", r.dataset, r.version_dir.display());
     println!("  files   {} ({} ok, {} partial, {} failed, {} missing)", r.videos, r.ok, r.partial, r.failed, r.missing);
     println!("  frames  {} kept of {} decoded", r.frames_kept, r.frames_decoded);
-    for c in &r.classes {
+    // With the per-sub-dataset lines below, classes without files are left out here.
+    for c in r.classes.iter().filter(|c| c.videos > 0 || !shows_subdatasets(r)) {
         println!("  class   {:<20} {:>5} files {:>7} frames", c.class, c.videos, c.frames);
     }
+    print_subdatasets(r);
     println!("  time    {:.1} s with {} threads", r.seconds, r.threads);
     if !r.notes.is_empty() {
         println!("  notes   {} (run with --json to list them all)", r.notes.len());
@@ -132,6 +143,44 @@ fn print_ingest(r: &IngestReport) {
     }
     for p in &r.problems {
         eprintln!("skipped: {}: {}", p.path, p.reason);
+    }
+}
+
+fn shows_subdatasets(r: &IngestReport) -> bool {
+    r.subdatasets.len() > 1 || !r.expectations.is_empty() || !r.absent.is_empty()
+}
+
+/// Per sub-dataset and class, built against the manifest's `[[expect]]` rows, and the sources
+/// left out as absent; only for manifests with several sub-datasets, expectations or absences.
+fn print_subdatasets(r: &IngestReport) {
+    if !shows_subdatasets(r) {
+        return;
+    }
+    let expected = |sub: &str, class: Option<&str>| {
+        let e = r.expectations.iter().find(|e| e.subdataset == sub && e.class.as_deref() == class)?;
+        let part = |what: &str, v: &Option<usctl::audit::inventory::Versus>| v.map(|v| format!("{} {what} ({:+})", v.expected, v.difference));
+        let parts: Vec<String> = [part("videos", &e.videos), part("frames", &e.frames)].into_iter().flatten().collect();
+        Some(format!("   expected {}", parts.join(", ")))
+    };
+    for s in &r.subdatasets {
+        let t = &s.total;
+        println!("  built   {:<20} {:>5} videos {:>7} frames{}", s.subdataset, t.videos, t.frames, expected(&s.subdataset, None).unwrap_or_default());
+        for c in &s.classes {
+            let name = c.class.as_deref().unwrap_or("(no class)");
+            let exp = c.class.as_deref().and_then(|n| expected(&s.subdataset, Some(n))).unwrap_or_default();
+            println!("          {:<20} {:>5} videos {:>7} frames{exp}", format!("  {name}"), c.tally.videos, c.tally.frames);
+        }
+    }
+    for a in &r.absent {
+        let declared: Vec<String> = r
+            .expectations
+            .iter()
+            .filter(|e| e.subdataset == a.subdataset && e.class.is_none())
+            .flat_map(|e| [e.videos.map(|v| format!("{} videos", v.expected)), e.frames.map(|v| format!("{} frames", v.expected))])
+            .flatten()
+            .collect();
+        let declared = if declared.is_empty() { String::new() } else { format!("; expected {}", declared.join(", ")) };
+        println!("  absent  {:<20} {}: absent (not an error){declared}", a.subdataset, a.reason);
     }
 }
 

@@ -655,6 +655,7 @@ mod tests {
             size: 8,
             threads: 1,
             progress: false,
+            skip_absent_sources: false,
         };
         Store::open(&ingest(&opts).unwrap().version_dir).unwrap()
     }

@@ -10,9 +10,10 @@ pub mod geometry;
 pub mod resample;
 mod same_bytes;
 
+use crate::audit::inventory::{check_expectations, counts, ExpectCheck, SubdatasetCount};
 use crate::error::{IngestError, SourceError};
 use crate::hash::sha256_file;
-use crate::manifest::{Entry, Manifest, Problem};
+use crate::manifest::{AbsentSource, Entry, Manifest, Problem, WhenAbsent};
 use crate::store::index::VideoRow;
 use crate::store::reader::Store;
 use crate::store::version::{version_id, SourceState};
@@ -40,6 +41,19 @@ pub struct IngestOptions {
     pub size: u32,
     pub threads: usize,
     pub progress: bool,
+    /// Leave out (and report) sources whose folder is absent or matches no file, instead of
+    /// stopping; the ingest still stops when every source is absent.
+    pub skip_absent_sources: bool,
+}
+
+impl IngestOptions {
+    fn when_absent(&self) -> WhenAbsent {
+        if self.skip_absent_sources {
+            WhenAbsent::Skip
+        } else {
+            WhenAbsent::Fail
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -64,6 +78,12 @@ pub struct IngestReport {
     pub frames_decoded: u64,
     pub frames_kept: u64,
     pub classes: Vec<ClassCount>,
+    /// Stored per sub-dataset (manifest order), each split by class (as `usctl audit` counts).
+    pub subdatasets: Vec<SubdatasetCount>,
+    /// The manifest's `[[expect]]` rows against what this version holds (shown, never an error).
+    pub expectations: Vec<ExpectCheck>,
+    /// Sources left out under `--skip-absent-sources`: not an error.
+    pub absent: Vec<AbsentSource>,
     pub threads: usize,
     pub seconds: f64,
     /// Files skipped or only partly read, and folders that could not be listed.
@@ -174,7 +194,7 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
     check(opts)?;
     let (manifest, manifest_bytes) = Manifest::load(&opts.manifest)?;
-    let resolved = manifest.resolve(&opts.raw, &opts.manifest)?;
+    let resolved = manifest.resolve_with(&opts.raw, &opts.manifest, opts.when_absent())?;
     let entries = &resolved.entries;
     let pool = pool(opts.threads)?;
     let bar = progress_bar(opts.progress, entries.len());
@@ -265,6 +285,7 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     report.version_id = id;
     report.version_dir = version_dir;
     report.reused = reused;
+    report.absent = resolved.absent.clone();
     report.threads = opts.threads;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -326,6 +347,9 @@ fn summarize(manifest: &Manifest, rows: &[VideoRow], raw: &Path) -> IngestReport
         frames_decoded: 0,
         frames_kept: 0,
         classes: Vec::new(),
+        subdatasets: counts(rows, &manifest.classes),
+        expectations: check_expectations(&manifest.expectations, rows),
+        absent: Vec::new(),
         threads: 0,
         seconds: 0.0,
         problems: Vec::new(),
@@ -364,7 +388,7 @@ fn summarize(manifest: &Manifest, rows: &[VideoRow], raw: &Path) -> IngestReport
 pub fn decode_only(opts: &IngestOptions) -> Result<(usize, u64, f64), IngestError> {
     check(opts)?;
     let (manifest, _) = Manifest::load(&opts.manifest)?;
-    let resolved = manifest.resolve(&opts.raw, &opts.manifest)?;
+    let resolved = manifest.resolve_with(&opts.raw, &opts.manifest, opts.when_absent())?;
     let pool = pool(opts.threads)?;
     let started = Instant::now();
     let mut frames = 0u64;
