@@ -77,6 +77,10 @@ pub struct IngestArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Build from the sources that are there: a source whose folder is absent or matches no file
+    /// is reported as absent instead of stopping the ingest (it still stops when all are absent).
+    #[arg(long)]
+    pub skip_absent_sources: bool,
     /// Ingest files whose bytes differ from the manifest's pins, or that have no pin, instead of
     /// refusing; the summary lists them.
     #[arg(long)]

@@ -33,6 +33,9 @@ pub enum ManifestError {
     Pin { path: PathBuf, message: String },
     #[error("manifest {manifest}: {source_name} matches no file in {dir} ({patterns}){problems}; nothing would be ingested from it: fix `dir` or the patterns (case-sensitive, relative to `dir`, `*` does not cross '/'; see docs/manifest-format.md), or remove the source")]
     NothingMatched { manifest: PathBuf, source_name: String, dir: PathBuf, patterns: String, problems: String },
+    /// Under `--skip-absent-sources`, when no source has a file.
+    #[error("manifest {manifest}: every source is absent under {raw} ({absent}); nothing would be ingested: put at least one sub-dataset's files in its folder (the layout is in the manifest's comments), or pass the folder that holds them with --raw")]
+    AllAbsent { manifest: PathBuf, raw: PathBuf, absent: String },
 }
 
 #[derive(Debug, Error)]
@@ -85,7 +88,7 @@ pub enum IngestError {
     Raw { path: PathBuf, source: std::io::Error },
     #[error("invalid ingest parameter: {0}")]
     Param(String),
-    #[error("manifest {manifest}: {count} file(s) under {raw} differ from their pins or have none: {listing}; nothing was ingested. If these bytes are the ones you want, pin them again (`usctl manifest pin --manifest {manifest} --raw {raw}`) or ingest them anyway with --accept-changed (the report lists them)")]
+    #[error("manifest {manifest}: {count} file(s) under {raw} differ from their pins: {listing}; nothing was ingested. If these bytes are the ones you want, pin them again (`usctl manifest pin --manifest {manifest} --raw {raw}`) or ingest them anyway with --accept-changed (the report lists them)")]
     Pins { manifest: PathBuf, raw: PathBuf, count: usize, listing: String },
     #[error("cannot start the worker pool: {0}")]
     Pool(String),

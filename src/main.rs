@@ -105,6 +105,7 @@ fn options(a: &IngestArgs) -> anyhow::Result<IngestOptions> {
         threads,
         progress: !a.quiet && !a.json,
         accept_changed: a.accept_changed,
+        skip_absent_sources: a.skip_absent_sources,
     })
 }
 
@@ -134,6 +135,9 @@ fn run_pin(a: PinArgs) -> anyhow::Result<ExitCode> {
         if !outcome.absent.is_empty() {
             out.push(format!("{} listed file(s) absent, not pinned: {}", outcome.absent.len(), outcome.absent.join(", ")));
         }
+        for s in &outcome.absent_sources {
+            out.push(format!("sub-dataset {} absent ({}: {}), not pinned", s.subdataset, s.dir, s.reason));
+        }
     };
     if a.check {
         let Some(old) = &manifest.pinned else {
@@ -143,7 +147,12 @@ fn run_pin(a: PinArgs) -> anyhow::Result<ExitCode> {
         let c = pin::check(old, found);
         let same = old.files == outcome.pinned.files;
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "same": same, "check": c, "absent": outcome.absent }))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "same": same, "check": c, "absent": outcome.absent, "absent_sources": outcome.absent_sources })
+                )?
+            );
         } else {
             let mut lines = vec![format!(
                 "{}: {} pinned files compared with {} under {}",
@@ -155,10 +164,13 @@ fn run_pin(a: PinArgs) -> anyhow::Result<ExitCode> {
             if c.refuses() {
                 lines.push(format!("differ: {}", c.listing(10)));
             }
+            if !c.unpinned.is_empty() {
+                lines.push(format!("no pin: {}", c.unpinned_listing(10)));
+            }
             if !c.absent.is_empty() {
                 lines.push(format!("pinned but absent: {}", c.absent.join(", ")));
             }
-            if !same && !c.refuses() && c.absent.is_empty() {
+            if !same && !c.refuses() && c.unpinned.is_empty() && c.absent.is_empty() {
                 lines.push("the bytes match; a URL or licence differs (the manifest's provenance changed): pin again".into());
             }
             absent(&mut lines);
@@ -177,7 +189,7 @@ fn run_pin(a: PinArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({ "manifest": a.manifest, "files": outcome.pinned.files.len(), "bytes": total, "absent": outcome.absent })
+                &serde_json::json!({ "manifest": a.manifest, "files": outcome.pinned.files.len(), "bytes": total, "absent": outcome.absent, "absent_sources": outcome.absent_sources })
             )?
         );
     } else {
@@ -200,17 +212,20 @@ fn print_ingest(r: &IngestReport) {
     println!("{} → {} ({state})", r.dataset, r.version_dir.display());
     println!("  files   {} ({} ok, {} partial, {} failed, {} missing)", r.videos, r.ok, r.partial, r.failed, r.missing);
     println!("  frames  {} kept of {} decoded", r.frames_kept, r.frames_decoded);
-    for c in &r.classes {
+    // With the per-sub-dataset lines below, classes without files are left out here.
+    for c in r.classes.iter().filter(|c| c.videos > 0 || !shows_subdatasets(r)) {
         println!("  class   {:<20} {:>5} files {:>7} frames", c.class, c.videos, c.frames);
     }
+    print_subdatasets(r);
     println!("  time    {:.1} s with {} threads", r.seconds, r.threads);
     if let Some(p) = &r.pins {
-        match (p.changed.len(), p.unpinned.len()) {
-            (0, 0) => println!("  pins    {} files match their pins", p.checked),
-            (c, u) => {
-                println!("  pins    {} files checked; {c} changed and {u} without a pin, ingested anyway (--accept-changed):", p.checked);
-                println!("          {}", p.listing(10));
-            }
+        match p.changed.len() {
+            0 if p.checked > 0 => println!("  pins    {} files match their pins", p.checked),
+            0 => {}
+            n => println!("  pins    {} files checked; {n} differ, ingested anyway (--accept-changed): {}", p.checked, p.listing(10)),
+        }
+        if !p.unpinned.is_empty() {
+            println!("  pins    {} files have no pin (pin them: usctl manifest pin): {}", p.unpinned.len(), p.unpinned_listing(10));
         }
     }
     if !r.notes.is_empty() {
@@ -221,6 +236,44 @@ fn print_ingest(r: &IngestReport) {
     }
     for p in &r.problems {
         eprintln!("skipped: {}: {}", p.path, p.reason);
+    }
+}
+
+fn shows_subdatasets(r: &IngestReport) -> bool {
+    r.subdatasets.len() > 1 || !r.expectations.is_empty() || !r.absent.is_empty()
+}
+
+/// Per sub-dataset and class, built against the manifest's `[[expect]]` rows, and the sources
+/// left out as absent; only for manifests with several sub-datasets, expectations or absences.
+fn print_subdatasets(r: &IngestReport) {
+    if !shows_subdatasets(r) {
+        return;
+    }
+    let expected = |sub: &str, class: Option<&str>| {
+        let e = r.expectations.iter().find(|e| e.subdataset == sub && e.class.as_deref() == class)?;
+        let part = |what: &str, v: &Option<usctl::audit::inventory::Versus>| v.map(|v| format!("{} {what} ({:+})", v.expected, v.difference));
+        let parts: Vec<String> = [part("videos", &e.videos), part("frames", &e.frames)].into_iter().flatten().collect();
+        Some(format!("   expected {}", parts.join(", ")))
+    };
+    for s in &r.subdatasets {
+        let t = &s.total;
+        println!("  built   {:<20} {:>5} videos {:>7} frames{}", s.subdataset, t.videos, t.frames, expected(&s.subdataset, None).unwrap_or_default());
+        for c in &s.classes {
+            let name = c.class.as_deref().unwrap_or("(no class)");
+            let exp = c.class.as_deref().and_then(|n| expected(&s.subdataset, Some(n))).unwrap_or_default();
+            println!("          {:<20} {:>5} videos {:>7} frames{exp}", format!("  {name}"), c.tally.videos, c.tally.frames);
+        }
+    }
+    for a in &r.absent {
+        let declared: Vec<String> = r
+            .expectations
+            .iter()
+            .filter(|e| e.subdataset == a.subdataset && e.class.is_none())
+            .flat_map(|e| [e.videos.map(|v| format!("{} videos", v.expected)), e.frames.map(|v| format!("{} frames", v.expected))])
+            .flatten()
+            .collect();
+        let declared = if declared.is_empty() { String::new() } else { format!("; expected {}", declared.join(", ")) };
+        println!("  absent  {:<20} {}: absent (not an error){declared}", a.subdataset, a.reason);
     }
 }
 

@@ -182,6 +182,28 @@ pub struct Resolved {
     pub problems: Vec<Problem>,
     /// Things worth a look that do not skip a file (e.g. a video with no class).
     pub notes: Vec<Problem>,
+    /// Sources left out because their folder is absent or matches nothing (`WhenAbsent::Skip`).
+    pub absent: Vec<AbsentSource>,
+}
+
+/// What `Manifest::resolve_with` does with a source whose folder is absent or matches no file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenAbsent {
+    /// Stop with `ManifestError::NothingMatched` (what `resolve` does).
+    #[default]
+    Fail,
+    /// Leave it out and list it in `Resolved::absent`; fail only when every source is absent.
+    Skip,
+}
+
+/// A source left out under `WhenAbsent::Skip`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AbsentSource {
+    pub subdataset: String,
+    /// Its folder relative to --raw (`.` for --raw itself).
+    pub dir: String,
+    /// Why it has no file: no folder there, or what its folder holds that the patterns do not take.
+    pub reason: String,
 }
 
 impl Source {
@@ -396,30 +418,52 @@ impl Manifest {
     /// Lists the files of every source under `raw`, with classes and patient ids. Fails when a
     /// source matches no file at all.
     pub fn resolve(&self, raw: &Path, manifest_path: &Path) -> Result<Resolved, ManifestError> {
+        self.resolve_with(raw, manifest_path, WhenAbsent::Fail)
+    }
+
+    /// `resolve`, choosing what a source whose folder is absent or matches no file does: stop
+    /// the resolution, or (`Skip`) be listed in `Resolved::absent`. A folder that does not exist
+    /// is then no problem; problems met listing an existing folder are kept. Under `Skip` it
+    /// fails with `AllAbsent` when every source is absent.
+    pub fn resolve_with(&self, raw: &Path, manifest_path: &Path, when_absent: WhenAbsent) -> Result<Resolved, ManifestError> {
         let root = RawRoot::new(raw).map_err(|source| ManifestError::Raw { path: raw.to_path_buf(), source })?;
         let mut out = Resolved::default();
         let mut seen = BTreeSet::new();
         for (i, source) in self.sources.iter().enumerate() {
             let dir = source.folder(raw);
             let prefix = source.prefix();
-            let labels = Labeller::new(self, source, &dir, &root, manifest_path)?;
             let known_problems = out.problems.len();
-            let mut files = match root.outside(&dir) {
-                Some(target) => {
-                    out.problems.push(Problem { path: dir.display().to_string(), reason: outside_reason(&target) });
-                    Vec::new()
-                }
-                None => list_files(source, &dir, &root, &mut out.problems),
+            let no_folder = std::fs::symlink_metadata(&dir).is_err();
+            let mut files = if no_folder && when_absent == WhenAbsent::Skip {
+                Vec::new()
+            } else if let Some(target) = root.outside(&dir) {
+                out.problems.push(Problem { path: dir.display().to_string(), reason: outside_reason(&target) });
+                Vec::new()
+            } else {
+                list_files(source, &dir, &root, &mut out.problems)
             };
             if files.is_empty() {
-                return Err(ManifestError::NothingMatched {
-                    manifest: manifest_path.to_path_buf(),
-                    source_name: format!("source #{} ({})", i + 1, source.subdataset),
-                    dir,
-                    patterns: source.patterns(),
-                    problems: first_problems(&out.problems[known_problems..]),
-                });
+                let problems = first_problems(&out.problems[known_problems..]);
+                if when_absent == WhenAbsent::Fail {
+                    return Err(ManifestError::NothingMatched {
+                        manifest: manifest_path.to_path_buf(),
+                        source_name: format!("source #{} ({})", i + 1, source.subdataset),
+                        dir,
+                        patterns: source.patterns(),
+                        problems,
+                    });
+                }
+                let reason = if no_folder {
+                    format!("no folder {}", dir.display())
+                } else {
+                    format!("{} matches no file ({}){problems}", dir.display(), source.patterns())
+                };
+                let rel = source.dir.as_deref().map_or(".", |d| d.trim_end_matches('/'));
+                out.absent.push(AbsentSource { subdataset: source.subdataset.clone(), dir: rel.to_string(), reason });
+                continue;
             }
+            // After the check above: the metadata CSV of an absent source is absent too.
+            let labels = Labeller::new(self, source, &dir, &root, manifest_path)?;
             files.sort();
             for (rel, missing) in files {
                 let rel_path = format!("{prefix}{rel}");
@@ -436,6 +480,10 @@ impl Manifest {
                 }
                 out.entries.push(Entry { subdataset: source.subdataset.clone(), source: i, path: dir.join(&rel), rel_path, class, patient, missing });
             }
+        }
+        if out.absent.len() == self.sources.len() {
+            let absent = out.absent.iter().map(|a| format!("{}: {}", a.subdataset, a.reason)).collect::<Vec<_>>().join("; ");
+            return Err(ManifestError::AllAbsent { manifest: manifest_path.to_path_buf(), raw: raw.to_path_buf(), absent });
         }
         Ok(out)
     }
@@ -838,6 +886,43 @@ regex = "_(\\d+)\\."
         let m = parse(&GOOD.replace("include = [", "dir = \"nope\"\ninclude = [")).unwrap();
         let err = m.resolve(dir.path(), Path::new("t.toml")).unwrap_err().to_string();
         assert!(err.contains("nope") && err.contains("No such file"), "{err}");
+    }
+
+    #[test]
+    fn skipping_absent_sources_lists_them_and_fails_only_when_all_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path();
+        std::fs::create_dir_all(raw.join("here")).unwrap();
+        std::fs::create_dir_all(raw.join("empty")).unwrap();
+        std::fs::write(raw.join("here/A_1.mp4"), b"x").unwrap();
+        std::fs::write(raw.join("empty/notes.txt"), b"x").unwrap();
+        let source = |sub: &str, dir: &str, extra: &str| format!("[[source]]\nsubdataset = \"{sub}\"\ndir = \"{dir}\"\ninclude = [\"*.mp4\"]\n{extra}");
+        // "gone" has a class CSV in its absent folder: absent, not a CSV error.
+        let csv = "[source.class_csv]\nfile = \"meta.csv\"\nkey_column = \"k\"\ncolumn = \"c\"\n";
+        let text = format!(
+            "schema = 1\nname = \"t\"\nclasses = [\"a\"]\n{}{}{}",
+            source("gone", "gone", csv),
+            source("here", "here", "[[source.class_rule]]\nprefix = \"A\"\nclass = \"a\"\n"),
+            source("empty", "empty/", "")
+        );
+        let m = parse(&text).unwrap();
+        let r = m.resolve_with(raw, Path::new("t.toml"), WhenAbsent::Skip).unwrap();
+        assert_eq!(r.entries.iter().map(|e| (e.rel_path.as_str(), e.class.clone())).collect::<Vec<_>>(), vec![("here/A_1.mp4", Some(("a".to_string(), 0)))]);
+        assert_eq!(r.problems, vec![]);
+        let absent: Vec<(&str, &str)> = r.absent.iter().map(|a| (a.subdataset.as_str(), a.dir.as_str())).collect();
+        assert_eq!(absent, vec![("gone", "gone"), ("empty", "empty")]);
+        assert_eq!(r.absent[0].reason, format!("no folder {}", raw.join("gone").display()));
+        assert_eq!(r.absent[1].reason, format!("{} matches no file (include [\"*.mp4\"])", raw.join("empty/").display()));
+        // Without Skip the first absent source stops the resolution, as before.
+        let err = m.resolve(raw, Path::new("t.toml")).unwrap_err().to_string();
+        assert!(err.contains("source #1 (gone) matches no file"), "{err}");
+        // Every source absent: an error naming each.
+        let none = tempfile::tempdir().unwrap();
+        let err = m.resolve_with(none.path(), Path::new("t.toml"), WhenAbsent::Skip).unwrap_err().to_string();
+        assert!(err.starts_with("manifest t.toml: every source is absent under"), "{err}");
+        for sub in ["gone: no folder", "here: no folder", "empty: no folder"] {
+            assert!(err.contains(sub), "{sub}: {err}");
+        }
     }
 
     #[test]

@@ -77,11 +77,16 @@ fn pins_are_written_checked_and_enforced_by_ingest() {
     let out = ingest(&m, &raw, &store, &["--accept-changed"]);
     assert!(text(&out).is_empty(), "--quiet: {}", text(&out));
 
-    // A new file without a pin, and an edited metadata CSV (labels depend on it), are refused too.
+    // A new file without a pin is ingested and listed; an edited metadata CSV (labels depend on
+    // it) is refused like a video.
     png(&raw.join("b2.png"), "blue");
     png(&raw.join("a3.png"), "white");
-    let out = ingest(&m, &raw, &store, &[]);
-    assert!(out.status.code() == Some(2) && text(&out).contains("a3.png (no pin)"), "{}", text(&out));
+    let out = ingest(&m, &raw, &store, &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["pins"]["unpinned"], serde_json::json!(["a3.png"]));
+    let out = pin(&m, &raw, &["--check"]);
+    assert!(out.status.code() == Some(1) && text(&out).contains("no pin: a3.png"), "{}", text(&out));
     std::fs::remove_file(raw.join("a3.png")).unwrap();
     write(&raw.join("meta.csv"), "file,patient\na1,p1\nb2,p1\n");
     let out = ingest(&m, &raw, &store, &[]);

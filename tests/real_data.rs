@@ -235,9 +235,9 @@ fn committed_pins_match_the_shared_copies() {
         eprintln!("real_data: ../shared/datasets is absent; pins not checked");
         return;
     };
-    for name in ["covid-blues", "pocus", "busi"] {
+    for (name, raw) in [("covid-blues", "covid-blues"), ("pocus", "pocus"), ("busi", "busi"), ("us4-open", "")] {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("dataset_manifests/{name}.toml"));
-        let out = run(usctl().args(["manifest", "pin", "--check", "--manifest"]).arg(&manifest).arg("--raw").arg(datasets.join(name)));
+        let out = run(usctl().args(["manifest", "pin", "--check", "--manifest"]).arg(&manifest).arg("--raw").arg(datasets.join(raw)));
         assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
     }
 }

@@ -656,6 +656,7 @@ mod tests {
             threads: 1,
             progress: false,
             accept_changed: false,
+            skip_absent_sources: false,
         };
         Store::open(&ingest(&opts).unwrap().version_dir).unwrap()
     }

@@ -10,10 +10,11 @@ pub mod geometry;
 pub mod resample;
 mod same_bytes;
 
+use crate::audit::inventory::{check_expectations, counts, ExpectCheck, SubdatasetCount};
 use crate::error::{IngestError, SourceError};
 use crate::hash::sha256_file;
 use crate::manifest::pin::{self, PinCheck};
-use crate::manifest::{Entry, Manifest, Problem};
+use crate::manifest::{AbsentSource, Entry, Manifest, Problem, WhenAbsent};
 use crate::store::index::VideoRow;
 use crate::store::reader::Store;
 use crate::store::version::{version_id, SourceState};
@@ -43,6 +44,19 @@ pub struct IngestOptions {
     pub progress: bool,
     /// Ingest files whose bytes differ from their pin, or that have none (the report lists them).
     pub accept_changed: bool,
+    /// Leave out (and report) sources whose folder is absent or matches no file, instead of
+    /// stopping; the ingest still stops when every source is absent.
+    pub skip_absent_sources: bool,
+}
+
+impl IngestOptions {
+    fn when_absent(&self) -> WhenAbsent {
+        if self.skip_absent_sources {
+            WhenAbsent::Skip
+        } else {
+            WhenAbsent::Fail
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -67,6 +81,12 @@ pub struct IngestReport {
     pub frames_decoded: u64,
     pub frames_kept: u64,
     pub classes: Vec<ClassCount>,
+    /// Stored per sub-dataset (manifest order), each split by class (as `usctl audit` counts).
+    pub subdatasets: Vec<SubdatasetCount>,
+    /// The manifest's `[[expect]]` rows against what this version holds (shown, never an error).
+    pub expectations: Vec<ExpectCheck>,
+    /// Sources left out under `--skip-absent-sources`: not an error.
+    pub absent: Vec<AbsentSource>,
     pub threads: usize,
     pub seconds: f64,
     /// Files skipped or only partly read, and folders that could not be listed.
@@ -179,7 +199,7 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
     check(opts)?;
     let (manifest, manifest_bytes) = Manifest::load(&opts.manifest)?;
-    let resolved = manifest.resolve(&opts.raw, &opts.manifest)?;
+    let resolved = manifest.resolve_with(&opts.raw, &opts.manifest, opts.when_absent())?;
     let entries = &resolved.entries;
     let pool = pool(opts.threads)?;
     let bar = progress_bar(opts.progress, entries.len());
@@ -268,8 +288,11 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     notes.extend(cleaned);
     report.notes = notes;
     if let Some(p) = &pins {
+        // Pins of a sub-dataset left out as absent are not problems: the sub-dataset is reported.
+        let left_out: Vec<String> = resolved.absent.iter().map(|a| format!("{}/", a.dir)).filter(|d| d != "./").collect();
         let reported: std::collections::BTreeSet<String> = report.problems.iter().map(|p| p.path.clone()).collect();
-        report.problems.extend(p.absent.iter().filter(|a| !reported.contains(*a)).map(|a| Problem {
+        let gone = p.absent.iter().filter(|a| !reported.contains(*a) && !left_out.iter().any(|d| a.starts_with(d.as_str())));
+        report.problems.extend(gone.map(|a| Problem {
             path: a.clone(),
             reason: "pinned in the manifest but not found under --raw; restore it (`usctl fetch`) or pin the manifest again".into(),
         }));
@@ -279,13 +302,15 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     report.version_id = id;
     report.version_dir = version_dir;
     report.reused = reused;
+    report.absent = resolved.absent.clone();
     report.threads = opts.threads;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
 /// Compares the sources (and metadata CSVs) with the manifest's pins, before anything is decoded:
-/// a changed or unpinned file stops the ingest unless `accept_changed`.
+/// a file with other bytes than its pin stops the ingest unless `accept_changed`; files without a
+/// pin are ingested and listed.
 fn check_pins(opts: &IngestOptions, manifest: &Manifest, entries: &[Entry], hashed: &[Hashed]) -> Result<Option<PinCheck>, IngestError> {
     let Some(pinned) = &manifest.pinned else { return Ok(None) };
     let metadata = pin::metadata_digests(manifest, &opts.raw);
@@ -293,12 +318,7 @@ fn check_pins(opts: &IngestOptions, manifest: &Manifest, entries: &[Entry], hash
     let csvs = metadata.iter().map(|(p, d)| (p.as_str(), d.as_ref().map(|(n, s)| (*n, s.as_str()))));
     let mut check = pin::check(pinned, media.chain(csvs));
     if check.refuses() && !opts.accept_changed {
-        return Err(IngestError::Pins {
-            manifest: opts.manifest.clone(),
-            raw: opts.raw.clone(),
-            count: check.changed.len() + check.unpinned.len(),
-            listing: check.listing(5),
-        });
+        return Err(IngestError::Pins { manifest: opts.manifest.clone(), raw: opts.raw.clone(), count: check.changed.len(), listing: check.listing(5) });
     }
     check.accepted = check.refuses();
     Ok(Some(check))
@@ -360,6 +380,9 @@ fn summarize(manifest: &Manifest, rows: &[VideoRow], raw: &Path) -> IngestReport
         frames_decoded: 0,
         frames_kept: 0,
         classes: Vec::new(),
+        subdatasets: counts(rows, &manifest.classes),
+        expectations: check_expectations(&manifest.expectations, rows),
+        absent: Vec::new(),
         threads: 0,
         seconds: 0.0,
         problems: Vec::new(),
@@ -399,7 +422,7 @@ fn summarize(manifest: &Manifest, rows: &[VideoRow], raw: &Path) -> IngestReport
 pub fn decode_only(opts: &IngestOptions) -> Result<(usize, u64, f64), IngestError> {
     check(opts)?;
     let (manifest, _) = Manifest::load(&opts.manifest)?;
-    let resolved = manifest.resolve(&opts.raw, &opts.manifest)?;
+    let resolved = manifest.resolve_with(&opts.raw, &opts.manifest, opts.when_absent())?;
     let pool = pool(opts.threads)?;
     let started = Instant::now();
     let mut frames = 0u64;

@@ -4,7 +4,7 @@
 //! bytes differ from their pin (`check`); `usctl fetch` downloads and verifies against them.
 
 use super::confine::{leaves, RawRoot};
-use super::{CsvLookup, Manifest};
+use super::{AbsentSource, CsvLookup, Manifest, WhenAbsent};
 use crate::error::ManifestError;
 use crate::hash::sha256_file;
 use rayon::prelude::*;
@@ -114,13 +114,16 @@ struct Named {
 }
 
 /// Every file the manifest names that exists under `raw` (media and metadata CSVs), in path
-/// order, and the listed ones that are absent.
-fn named_files(manifest: &Manifest, raw: &Path, manifest_path: &Path) -> Result<(Vec<Named>, Vec<String>), ManifestError> {
-    let resolved = manifest.resolve(raw, manifest_path)?;
+/// order, the listed ones that are absent, and the sources with no file at all.
+fn named_files(manifest: &Manifest, raw: &Path, manifest_path: &Path) -> Result<(Vec<Named>, Vec<String>, Vec<AbsentSource>), ManifestError> {
+    let resolved = manifest.resolve_with(raw, manifest_path, WhenAbsent::Skip)?;
     let root = RawRoot::new(raw).map_err(|source| ManifestError::Raw { path: raw.to_path_buf(), source })?;
     let mut files: BTreeMap<String, Named> = BTreeMap::new();
     let mut absent = Vec::new();
     for (i, source) in manifest.sources.iter().enumerate() {
+        if !resolved.entries.iter().any(|e| e.source == i) {
+            continue;
+        }
         let dir = source.folder(raw);
         let prefix = source.prefix();
         let licences = match &source.licence_csv {
@@ -142,19 +145,21 @@ fn named_files(manifest: &Manifest, raw: &Path, manifest_path: &Path) -> Result<
             files.entry(rel_path.clone()).or_insert(Named { path: dir.join(&rel), url: url_of(&rel), licence: None, rel_path });
         }
     }
-    Ok((files.into_values().collect(), absent))
+    Ok((files.into_values().collect(), absent, resolved.absent))
 }
 
-/// What `pin` found: the pins, and the files the manifest lists that are absent (not pinned).
+/// What `pin` found: the pins, the files the manifest lists that are absent, and the sources
+/// with no file under --raw (a sub-dataset not obtained); neither is pinned.
 #[derive(Debug, Clone)]
 pub struct PinOutcome {
     pub pinned: Pinned,
     pub absent: Vec<String>,
+    pub absent_sources: Vec<AbsentSource>,
 }
 
 /// Hashes every file the manifest names under `raw` (in parallel) and returns their pins.
 pub fn pin(manifest: &Manifest, raw: &Path, manifest_path: &Path) -> Result<PinOutcome, ManifestError> {
-    let (named, absent) = named_files(manifest, raw, manifest_path)?;
+    let (named, absent, absent_sources) = named_files(manifest, raw, manifest_path)?;
     let files = named
         .par_iter()
         .map(|n| {
@@ -162,7 +167,7 @@ pub fn pin(manifest: &Manifest, raw: &Path, manifest_path: &Path) -> Result<PinO
             Ok(Pin { path: n.rel_path.clone(), size, sha256, url: n.url.clone(), licence: n.licence.clone() })
         })
         .collect::<Result<Vec<Pin>, ManifestError>>()?;
-    Ok(PinOutcome { pinned: Pinned { generated_by: format!("usctl {}", env!("CARGO_PKG_VERSION")), files }, absent })
+    Ok(PinOutcome { pinned: Pinned { generated_by: format!("usctl {}", env!("CARGO_PKG_VERSION")), files }, absent, absent_sources })
 }
 
 fn quoted(s: &str) -> String {
@@ -213,11 +218,12 @@ pub struct PinCheck {
     pub checked: usize,
     /// Files whose size or sha256 differ from their pin.
     pub changed: Vec<Changed>,
-    /// Files the manifest names now that have no pin.
+    /// Files the manifest names now that have no pin (ingested and listed: e.g. a sub-dataset
+    /// that was absent when the manifest was pinned).
     pub unpinned: Vec<String>,
     /// Pinned files that are not there any more (also reported as problems when listed).
     pub absent: Vec<String>,
-    /// Whether changed and unpinned files were ingested anyway (`--accept-changed`).
+    /// Whether changed files were ingested anyway (`--accept-changed`).
     pub accepted: bool,
 }
 
@@ -237,22 +243,26 @@ impl Changed {
 }
 
 impl PinCheck {
-    /// Whether ingest must stop (unless told to accept).
+    /// Whether ingest must stop (unless told to accept): a file with other bytes than its pin.
     pub fn refuses(&self) -> bool {
-        !self.changed.is_empty() || !self.unpinned.is_empty()
+        !self.changed.is_empty()
     }
 
-    /// One line per changed and unpinned file, the first `shown` of each.
+    /// The first `shown` changed files, with both digests.
     pub fn listing(&self, shown: usize) -> String {
         let mut parts: Vec<String> = self.changed.iter().take(shown).map(Changed::describe).collect();
         if self.changed.len() > shown {
-            parts.push(format!("and {} more changed", self.changed.len() - shown));
-        }
-        parts.extend(self.unpinned.iter().take(shown).map(|p| format!("{p} (no pin)")));
-        if self.unpinned.len() > shown {
-            parts.push(format!("and {} more without a pin", self.unpinned.len() - shown));
+            parts.push(format!("and {} more", self.changed.len() - shown));
         }
         parts.join("; ")
+    }
+
+    /// The first `shown` files without a pin.
+    pub fn unpinned_listing(&self, shown: usize) -> String {
+        let mut parts: Vec<&str> = self.unpinned.iter().take(shown).map(String::as_str).collect();
+        let more = (self.unpinned.len() > shown).then(|| format!("and {} more", self.unpinned.len() - shown));
+        parts.extend(more.as_deref());
+        parts.join(", ")
     }
 }
 
@@ -318,9 +328,12 @@ mod tests {
         assert_eq!(c.unpinned, vec!["new".to_string()]);
         assert_eq!(c.absent, vec!["gone".to_string()], "an unreadable file is not compared, and not absent unless pinned");
         assert!(c.refuses());
+        assert_eq!(c.unpinned_listing(5), "new");
         assert!(c.listing(5).contains(&format!("b (pinned 2 bytes sha256 {}, found 2 bytes sha256 {x})", "b".repeat(64))), "{}", c.listing(5));
         let size_only = check(&pinned, vec![("a", Some((9, a.as_str())))]);
         assert_eq!(size_only.changed.len(), 1, "a size change alone is a change");
+        let only_new = check(&pinned, vec![("a", Some((1, a.as_str()))), ("new", Some((5, b.as_str())))]);
+        assert!(!only_new.refuses(), "a file without a pin is listed, not refused");
     }
 
     #[test]
