@@ -115,7 +115,13 @@ struct Named {
 
 /// Every file the manifest names that exists under `raw` (media and metadata CSVs), in path
 /// order, the listed ones that are absent, and the sources with no file at all.
-fn named_files(manifest: &Manifest, raw: &Path, manifest_path: &Path) -> Result<(Vec<Named>, Vec<String>, Vec<AbsentSource>), ManifestError> {
+struct Listing {
+    named: Vec<Named>,
+    absent: Vec<String>,
+    absent_sources: Vec<AbsentSource>,
+}
+
+fn named_files(manifest: &Manifest, raw: &Path, manifest_path: &Path) -> Result<Listing, ManifestError> {
     let resolved = manifest.resolve_with(raw, manifest_path, WhenAbsent::Skip)?;
     let root = RawRoot::new(raw).map_err(|source| ManifestError::Raw { path: raw.to_path_buf(), source })?;
     let mut files: BTreeMap<String, Named> = BTreeMap::new();
@@ -145,7 +151,7 @@ fn named_files(manifest: &Manifest, raw: &Path, manifest_path: &Path) -> Result<
             files.entry(rel_path.clone()).or_insert(Named { path: dir.join(&rel), url: url_of(&rel), licence: None, rel_path });
         }
     }
-    Ok((files.into_values().collect(), absent, resolved.absent))
+    Ok(Listing { named: files.into_values().collect(), absent, absent_sources: resolved.absent })
 }
 
 /// What `pin` found: the pins, the files the manifest lists that are absent, and the sources
@@ -159,7 +165,7 @@ pub struct PinOutcome {
 
 /// Hashes every file the manifest names under `raw` (in parallel) and returns their pins.
 pub fn pin(manifest: &Manifest, raw: &Path, manifest_path: &Path) -> Result<PinOutcome, ManifestError> {
-    let (named, absent, absent_sources) = named_files(manifest, raw, manifest_path)?;
+    let Listing { named, absent, absent_sources } = named_files(manifest, raw, manifest_path)?;
     let files = named
         .par_iter()
         .map(|n| {
