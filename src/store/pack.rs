@@ -105,11 +105,13 @@ pub fn pack(dir: &Path, out: &Path, level: i32, force: bool) -> Result<PackRepor
         if force {
             std::fs::rename(&tmp, out).map_err(PackError::io(out))?;
         } else {
-            // A link fails where a name exists: never replaces a file that appeared meanwhile.
-            std::fs::hard_link(&tmp, out).map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => PackError::Exists { path: out.to_path_buf() },
-                _ => PackError::Io { path: out.to_path_buf(), source: e },
-            })?;
+            // A link fails where a name exists, so a file that appeared meanwhile is never
+            // replaced; a file system without links (a FAT stick) gets a rename after a look.
+            match std::fs::hard_link(&tmp, out) {
+                Ok(()) => {}
+                Err(_) if out.symlink_metadata().is_ok() => return Err(PackError::Exists { path: out.to_path_buf() }),
+                Err(_) => std::fs::rename(&tmp, out).map_err(PackError::io(out))?,
+            }
         }
         Ok(input)
     });
@@ -236,7 +238,7 @@ pub fn unpack(pack: &Path, store: &Path) -> Result<UnpackReport, PackError> {
 
     let dataset_dir = store.join(&meta.dataset);
     if let Some(done) = already_published(pack, &dataset_dir, &meta)? {
-        return Ok(UnpackReport { seconds: start.elapsed().as_secs_f64(), ..done });
+        return Ok(UnpackReport { packed_as: header.version_dir, seconds: start.elapsed().as_secs_f64(), ..done });
     }
     let made_dataset_dir = (!dataset_dir.exists()).then(|| dataset_dir.clone());
     std::fs::create_dir_all(&dataset_dir).map_err(PackError::io(&dataset_dir))?;
@@ -289,7 +291,7 @@ pub fn unpack(pack: &Path, store: &Path) -> Result<UnpackReport, PackError> {
 
     let _lock = PublishLock::acquire(&dataset_dir)?;
     if let Some(done) = already_published(pack, &dataset_dir, &meta)? {
-        return Ok(UnpackReport { seconds: start.elapsed().as_secs_f64(), ..done });
+        return Ok(UnpackReport { packed_as: header.version_dir, seconds: start.elapsed().as_secs_f64(), ..done });
     }
     let versions = list_versions(&dataset_dir)?;
     let first = if versions.iter().any(|v| v.seq == seq) { versions.last().map_or(1, |v| v.seq + 1) } else { seq };
