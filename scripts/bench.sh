@@ -128,3 +128,5 @@ print("\n".join(lines))
 PY
 echo "bench: usctl audit of POCUS + COVID-BLUES"
 if [ -d "$RAW/pocus" ]; then scripts/bench_audit.sh "$RAW" | tee -a "$OUT"; fi
+echo "bench: usctl pack and unpack of the stores ingested above"
+if [ -d "$work/store/covid-blues" ]; then scripts/bench_pack.sh "$work/store" | tee -a "$OUT"; fi

@@ -42,6 +42,12 @@ pub enum Command {
     /// Compare two store versions: parameters, classes, and videos added, removed, re-labelled,
     /// with other source bytes or frame counts (exit 0 identical, 1 different).
     Diff(DiffArgs),
+    /// Write one store version as one compressed, self-verifying file (zstd tar), to carry it to
+    /// another machine; only a version that passes `usctl verify` is packed.
+    Pack(PackArgs),
+    /// Check every file of a pack against its store.json and publish the version in a store
+    /// (a version already there is left alone: exit 0).
+    Unpack(UnpackArgs),
     /// Write a checkpoint's backbone alone with torchvision's ResNet-18 names, plus a model card.
     Export(ExportArgs),
     /// Put several evaluations side by side in one table (Markdown).
@@ -160,6 +166,36 @@ pub struct DiffArgs {
     /// The second version, the same way.
     pub b: PathBuf,
     /// Print the differences as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    #[command(flatten)]
+    pub sel: usctl::args::StoreSel,
+    /// The pack to write (e.g. covid-blues-0002.uspack), atomically.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// zstd compression level (1 fast … 19 small; 20–22 need much memory).
+    #[arg(long, default_value_t = usctl::store::pack::DEFAULT_LEVEL, allow_hyphen_values = true)]
+    pub level: i32,
+    /// Overwrite an existing --out.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnpackArgs {
+    /// A pack written by `usctl pack`.
+    pub pack: PathBuf,
+    /// Store root; the version goes to STORE/<dataset>/<seq>-<id>/.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

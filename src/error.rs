@@ -54,6 +54,32 @@ pub enum StoreError {
     Ambiguous { path: PathBuf, message: String },
 }
 
+/// `usctl pack` and `usctl unpack` (docs/pack-format.md). Every refusal of a pack leaves the store
+/// as it was: no temporary folder, no published version.
+#[derive(Debug, Error)]
+pub enum PackError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path} already exists; pass --force to overwrite it, or choose another --out")]
+    Exists { path: PathBuf },
+    #[error("--level {level} is not a zstd level ({min} to {max})")]
+    Level { level: i32, min: i32, max: i32 },
+    #[error("store version {path} does not pass `usctl verify` ({problems}); a damaged or unverifiable version is never packed: run `usctl verify --store {path}`, then re-ingest with `usctl ingest` and pack the new version")]
+    Unverified { path: PathBuf, problems: String },
+    #[error("pack {path} ends early ({message}): it is truncated, or damaged; nothing was unpacked: copy the whole file again")]
+    Truncated { path: PathBuf, message: String },
+    #[error("pack {path} is damaged: {message}; nothing was unpacked: copy it again, or make it again with `usctl pack`")]
+    Damaged { path: PathBuf, message: String },
+    #[error("pack {path} is refused: {message}; nothing was unpacked (a usctl pack holds PACK.json, then only the plain files of one version folder; docs/pack-format.md)")]
+    Refused { path: PathBuf, message: String },
+    #[error("pack {path} has format usctl-pack version {found}; this usctl reads version {expected}: unpack it with a usctl that reads it")]
+    Version { path: PathBuf, found: u32, expected: u32 },
+    #[error("{path} already holds version {id}, but its store.json differs from the one in pack {pack}; nothing was unpacked: compare them with `usctl diff`")]
+    OtherBytes { path: PathBuf, id: String, pack: PathBuf },
+    #[error("I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
 /// Why one input file produced no (or only some) frames. Never fatal to an ingest: the file is
 /// reported with its path, the others are still ingested.
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -166,7 +192,7 @@ macro_rules! io_at_path {
     )*};
 }
 
-io_at_path!(StoreError, TrainError, EvalError, ExportError, AuditError);
+io_at_path!(StoreError, TrainError, EvalError, ExportError, AuditError, PackError);
 
 /// `usctl audit` could not run (exit code 2); what it found is not an error.
 #[derive(Debug, Error)]

@@ -5,7 +5,7 @@ mod cli;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
-use cli::{AuditArgs, Cli, Command, DiffArgs, ExportArgs, IngestArgs, ManifestCommand, PinArgs, ReportArgs, StoreArgs};
+use cli::{AuditArgs, Cli, Command, DiffArgs, ExportArgs, IngestArgs, ManifestCommand, PackArgs, PinArgs, ReportArgs, StoreArgs, UnpackArgs};
 use std::process::ExitCode;
 use usctl::ingest::{self, IngestOptions, IngestReport};
 use usctl::store::reader::Store;
@@ -88,6 +88,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval { args } => Ok(forward_to_torch(&[vec!["eval".to_string()], args].concat().iter().map(Into::into).collect::<Vec<_>>())),
         Command::Audit(a) => run_audit(a),
         Command::Diff(a) => run_diff(a),
+        Command::Pack(a) => run_pack(a),
+        Command::Unpack(a) => run_unpack(a),
         Command::Export(a) => run_export(a),
         Command::Report(a) => run_report(a),
     }
@@ -392,6 +394,47 @@ fn run_diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
         print!("{}", d.text());
     }
     Ok(if d.is_identical() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn run_pack(a: PackArgs) -> anyhow::Result<ExitCode> {
+    let r = usctl::store::pack::pack(&a.sel.locate()?, &a.out, a.level, a.force)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "{}: {} {} ({} files), {} → {} bytes ({:.2}×, zstd level {}) in {:.1} s",
+            r.pack.display(),
+            r.dataset,
+            r.version_dir.display(),
+            r.files,
+            r.input_bytes,
+            r.pack_bytes,
+            r.input_bytes as f64 / r.pack_bytes.max(1) as f64,
+            r.level,
+            r.seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_unpack(a: UnpackArgs) -> anyhow::Result<ExitCode> {
+    let r = usctl::store::pack::unpack(&a.pack, &a.store)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else if r.already_published {
+        println!("{} already holds version {} with the same store.json; nothing written", r.version_dir.display(), r.version_id);
+    } else {
+        let renamed = if r.version_dir.ends_with(&r.packed_as) { String::new() } else { format!(" (packed as {}, whose number is taken here)", r.packed_as) };
+        println!(
+            "{} → {}{renamed}: {} files, {} bytes, every digest matches, in {:.1} s",
+            r.pack.display(),
+            r.version_dir.display(),
+            r.files,
+            r.bytes,
+            r.seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {

@@ -43,6 +43,13 @@ pub fn meta_intact(meta: &StoreMeta) -> Option<bool> {
 }
 
 pub fn check(dir: &Path) -> Result<Checked, StoreError> {
+    let (dataset, folder) = folder_names(dir)?;
+    check_named(dir, &dataset, &folder)
+}
+
+/// `check` of a version whose folders are, or will be once it is published, `dataset/folder`
+/// (`usctl unpack` checks its temporary folder under the name it will get).
+pub fn check_named(dir: &Path, dataset: &str, folder: &str) -> Result<Checked, StoreError> {
     let differs = |name: &str, message: String| StoreError::Differs { path: dir.join(name), message };
     let meta = StoreMeta::load(dir)?;
     if meta_intact(&meta) == Some(false) {
@@ -66,11 +73,10 @@ pub fn check(dir: &Path) -> Result<Checked, StoreError> {
             format!("{len} bytes, but store.json records {recorded:?} bytes and {} frames of {} bytes", meta.frames, meta.frame_bytes),
         ));
     }
-    let (dataset, folder) = folder_names(dir)?;
     let manifest = stored_manifest(dir)?;
     let videos = index::read_videos(&dir.join(VIDEOS_FILE))?;
     let frames = index::read_frames(&dir.join(FRAMES_FILE), meta.format_version)?;
-    let meta_agrees = meta_agrees(&meta, &manifest, &dataset, &folder, videos.len(), frames.len());
+    let meta_agrees = meta_agrees(&meta, &manifest, dataset, folder, videos.len(), frames.len());
     meta_agrees.map_err(|m| differs(META_FILE, m))?;
     tables_agree(&meta, &videos, &frames).map_err(|m| differs(VIDEOS_FILE, m))?;
     Ok(Checked { meta, videos, frames, payload })

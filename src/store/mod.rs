@@ -16,6 +16,7 @@ pub mod diff;
 pub mod index;
 pub mod interrupt;
 pub mod lock;
+pub mod pack;
 pub mod reader;
 pub mod verify;
 pub mod version;
@@ -86,19 +87,24 @@ impl StoreMeta {
     pub fn load(dir: &Path) -> Result<StoreMeta, StoreError> {
         let path = dir.join(META_FILE);
         let bytes = std::fs::read(&path).map_err(StoreError::io(&path))?;
+        StoreMeta::parse(&bytes, path)
+    }
+
+    /// store.json's bytes, read from `path` (named in errors); format and version are checked first.
+    pub fn parse(bytes: &[u8], path: PathBuf) -> Result<StoreMeta, StoreError> {
         #[derive(Deserialize)]
         struct Probe {
             format: String,
             format_version: u32,
         }
-        let probe: Probe = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { path: path.clone(), message: e.to_string() })?;
+        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { path: path.clone(), message: e.to_string() })?;
         if probe.format != FORMAT_NAME {
             return Err(StoreError::Corrupt { path, message: format!("format is '{}', not '{FORMAT_NAME}'", probe.format) });
         }
         if !(OLDEST_READABLE_FORMAT..=FORMAT_VERSION).contains(&probe.format_version) {
             return Err(StoreError::FormatVersion { path, found: probe.format_version, expected: FORMAT_VERSION });
         }
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { path, message: e.to_string() })
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { path, message: e.to_string() })
     }
 }
 

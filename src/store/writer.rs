@@ -140,23 +140,31 @@ impl StoreWriter {
         if let Some(v) = versions.iter().find(|v| v.id == self.version_id) {
             return Ok(Published { seq: v.seq, path: v.path.clone(), reused: true });
         }
-        // A stray folder may hold a name: take the next free sequence number.
-        let mut seq = versions.last().map_or(1, |v| v.seq + 1);
-        loop {
-            let target = self.dataset_dir.join(format!("{seq:04}-{}", self.version_id));
-            if !target.exists() {
-                match interrupt::rename(&self.tmp, &target) {
-                    Ok(()) => {
-                        self.published = true;
-                        sync_dir(&self.dataset_dir).map_err(StoreError::io(&self.dataset_dir))?;
-                        return Ok(Published { seq, path: target, reused: false });
-                    }
-                    Err(_) if target.exists() => {}
-                    Err(e) => return Err(StoreError::Io { path: target, source: e }),
+        let first = versions.last().map_or(1, |v| v.seq + 1);
+        let (seq, path) = rename_into_place(&self.tmp, &self.dataset_dir, &self.version_id, &versions, first)?;
+        self.published = true;
+        Ok(Published { seq, path, reused: false })
+    }
+}
+
+/// Renames the finished temporary folder `tmp` to `<seq>-<id>` in `dataset_dir`, with the first
+/// sequence number from `first` on that no published version (`versions`) has and no stray
+/// folder's name holds, and syncs the dataset folder. The caller holds the publish lock.
+pub(super) fn rename_into_place(tmp: &Path, dataset_dir: &Path, id: &str, versions: &[VersionDir], first: u32) -> Result<(u32, PathBuf), StoreError> {
+    let mut seq = first;
+    loop {
+        let target = dataset_dir.join(format!("{seq:04}-{id}"));
+        if !versions.iter().any(|v| v.seq == seq) && !target.exists() {
+            match interrupt::rename(tmp, &target) {
+                Ok(()) => {
+                    sync_dir(dataset_dir).map_err(StoreError::io(dataset_dir))?;
+                    return Ok((seq, target));
                 }
+                Err(_) if target.exists() => {}
+                Err(e) => return Err(StoreError::Io { path: target, source: e }),
             }
-            seq += 1;
         }
+        seq += 1;
     }
 }
 
