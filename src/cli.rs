@@ -42,6 +42,9 @@ pub enum Command {
     /// Compare two store versions: parameters, classes, and videos added, removed, re-labelled,
     /// with other source bytes or frame counts (exit 0 identical, 1 different).
     Diff(DiffArgs),
+    /// Download the files a manifest pins into a folder, each verified against its size and
+    /// sha256; resumes partial downloads (exit 0 all there, 1 some missing).
+    Fetch(FetchArgs),
     /// Write a checkpoint's backbone alone with torchvision's ResNet-18 names, plus a model card.
     Export(ExportArgs),
     /// Put several evaluations side by side in one table (Markdown).
@@ -156,6 +159,23 @@ pub struct DiffArgs {
     /// The second version, the same way.
     pub b: PathBuf,
     /// Print the differences as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Manifest with a [pinned] table (schema 3, written by `usctl manifest pin`).
+    #[arg(long)]
+    pub manifest: PathBuf,
+    /// Folder the files go to, each at its pinned path (created when absent; partial downloads
+    /// wait in DIR/.usctl-fetch/).
+    #[arg(long, value_name = "DIR")]
+    pub into: PathBuf,
+    /// Files downloaded at once.
+    #[arg(long, default_value_t = usctl::fetch::DEFAULT_JOBS, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Print the report (fetch report v1, docs/fetch.md) as JSON on stdout instead of the lines.
     #[arg(long)]
     pub json: bool,
 }

@@ -5,7 +5,7 @@ mod cli;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
-use cli::{AuditArgs, Cli, Command, DiffArgs, ExportArgs, IngestArgs, ManifestCommand, PinArgs, ReportArgs, StoreArgs};
+use cli::{AuditArgs, Cli, Command, DiffArgs, ExportArgs, FetchArgs, IngestArgs, ManifestCommand, PinArgs, ReportArgs, StoreArgs};
 use std::process::ExitCode;
 use usctl::ingest::{self, IngestOptions, IngestReport};
 use usctl::store::reader::Store;
@@ -88,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval { args } => Ok(forward_to_torch(&[vec!["eval".to_string()], args].concat().iter().map(Into::into).collect::<Vec<_>>())),
         Command::Audit(a) => run_audit(a),
         Command::Diff(a) => run_diff(a),
+        Command::Fetch(a) => run_fetch(a),
         Command::Export(a) => run_export(a),
         Command::Report(a) => run_report(a),
     }
@@ -339,6 +340,22 @@ fn run_diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
         print!("{}", d.text());
     }
     Ok(if d.is_identical() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn run_fetch(a: FetchArgs) -> anyhow::Result<ExitCode> {
+    let opts = usctl::fetch::Options { manifest: a.manifest, into: a.into, jobs: a.jobs.into() };
+    let print_line = |f: &usctl::fetch::report::FileReport| {
+        if !a.json {
+            println!("{}", f.line());
+        }
+    };
+    let report = usctl::fetch::fetch(&opts, &print_line)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.summary());
+    }
+    Ok(if report.all_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {
