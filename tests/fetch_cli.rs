@@ -351,6 +351,9 @@ fn sizes_the_server_contradicts_and_links_out_of_into_are_refused() {
     assert!(line(&t, "link/b.bin").contains("outside --into, so nothing is written there"), "{t}");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
     assert!(!part(&into, "a.bin").exists());
+    // Refused before downloading.
+    assert!(!part(&into, "link/b.bin").exists());
+    assert!(server.requests().iter().all(|r| r.path != "/b.bin"));
 }
 
 #[test]
@@ -368,6 +371,18 @@ fn usage_errors_exit_2_and_say_what_to_do() {
     let out = fetch(&m, &file, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains(&format!("cannot write into {}", file.display())), "{}", text(&out));
+
+    // One fetch at a time into a folder.
+    let into = tmp.path().join("into");
+    std::fs::create_dir_all(into.join(".usctl-fetch")).unwrap();
+    let held = std::fs::File::create(into.join(".usctl-fetch/lock")).unwrap();
+    held.lock().unwrap();
+    let out = fetch(&m, &into, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains(&format!("another usctl fetch is writing into {}", into.display())), "{}", text(&out));
+    drop(held);
+    let out = fetch(&m, &into, &[]);
+    assert_eq!(out.status.code(), Some(1), "the lock is free again; x.bin has no URL: {}", text(&out));
 
     let out = fetch(&m, &tmp.path().join("into"), &["--jobs", "0"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
