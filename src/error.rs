@@ -189,7 +189,7 @@ pub enum AuditError {
 pub enum FetchError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    #[error("manifest {path} has no [pinned] table, so there is nothing to fetch: run `usctl manifest pin` first, on a machine that has the files, and commit the manifest it rewrites")]
+    #[error("manifest {path} has no [pinned] table, so there is nothing to fetch: run `usctl manifest pin --manifest {path} --raw <corpus folder>` first, on a machine that has the files")]
     NoPins { path: PathBuf },
     #[error("cannot write into {path}: {source}; give --into a folder you can write to (it is created when absent)")]
     Into { path: PathBuf, source: std::io::Error },

@@ -222,7 +222,7 @@ fn every_kind_of_file_is_fetched_or_reported() {
     assert_eq!(line(&t, "nourl.bin"), "NO URL  nourl.bin: no URL in its pin");
     assert!(t.contains("8 pinned files: 1 already present, 2 downloaded (20000 bytes), 1 without URL, 4 failed"), "{t}");
     assert!(
-        t.contains("5 file(s) are not there")
+        t.contains("5 file(s) are missing or have other bytes")
             && t.contains("source 'site' (5 file(s)): homepage https://example.org/corpus; citation: Doe et al., Lungs (2020)"),
         "{t}"
     );
@@ -363,7 +363,9 @@ fn usage_errors_exit_2_and_say_what_to_do() {
     std::fs::write(&m, "schema = 3\nname = \"web\"\n[[source]]\nsubdataset = \"s\"\ninclude = [\"*.bin\"]\n").unwrap();
     let out = fetch(&m, &tmp.path().join("into"), &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("has no [pinned] table") && text(&out).contains("run `usctl manifest pin` first"), "{}", text(&out));
+    let pin_first =
+        format!("has no [pinned] table, so there is nothing to fetch: run `usctl manifest pin --manifest {} --raw <corpus folder>` first", m.display());
+    assert!(text(&out).contains(&pin_first), "{}", text(&out));
 
     manifest(&m, vec![pin("x.bin", b"x", None)]);
     let file = tmp.path().join("a-file");

@@ -192,7 +192,11 @@ impl Report {
             self.into, c.pinned, c.present, c.downloaded, c.bytes, c.no_url, c.failed, self.seconds
         );
         if !self.get_from.is_empty() {
-            text.push_str(&format!("{} file(s) are not there; get them where their source says and put them under {}:\n", c.no_url + c.failed, self.into));
+            text.push_str(&format!(
+                "{} file(s) are missing or have other bytes; get them where their source says and put them under {}:\n",
+                c.no_url + c.failed,
+                self.into
+            ));
             for g in &self.get_from {
                 let name = g.source.as_deref().map(|s| format!("source '{s}'")).unwrap_or_else(|| "files no source matches".into());
                 let whence = match (&g.homepage, &g.citation) {
