@@ -16,12 +16,13 @@ use std::path::Path;
 pub fn fetch(client: &Client, dest: &Dest, pin: &Pin) -> Outcome {
     let (target, part) = (dest.target(&pin.path), dest.part(&pin.path));
     let other_bytes = match examine(&target, pin) {
-        Ok(None) => {
+        Ok(AtTarget::Pinned) => {
             // A partial download of a file that is already good is of no use.
             let _ = std::fs::remove_file(&part);
             return Outcome::new(Status::Present);
         }
-        Ok(Some(found)) => found,
+        Ok(AtTarget::Absent) => None,
+        Ok(AtTarget::Other(found)) => Some(found),
         Err(failure) => return Outcome { failure: Some(failure), ..Outcome::new(Status::Failed) },
     };
     let Some(url) = &pin.url else {
@@ -36,19 +37,26 @@ pub fn fetch(client: &Client, dest: &Dest, pin: &Pin) -> Outcome {
     }
 }
 
-/// Ok(None): the target has the pinned bytes. Ok(Some(found)): it is absent (None) or differs.
-fn examine(target: &Path, pin: &Pin) -> Result<Option<Option<Found>>, Failure> {
+/// What is at a file's target before the download.
+enum AtTarget {
+    Pinned,
+    Absent,
+    /// Other bytes (hashed only when the size is the pinned one).
+    Other(Found),
+}
+
+fn examine(target: &Path, pin: &Pin) -> Result<AtTarget, Failure> {
     let disk = |e: std::io::Error| Failure::Disk { message: format!("cannot read {}: {e}", target.display()) };
     let size = match std::fs::metadata(target) {
         Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(None)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AtTarget::Absent),
         Err(e) => return Err(disk(e)),
     };
     if size != pin.size {
-        return Ok(Some(Some(Found { size, sha256: None })));
+        return Ok(AtTarget::Other(Found { size, sha256: None }));
     }
     let (size, sha256) = sha256_file(target).map_err(disk)?;
-    Ok(if size == pin.size && sha256 == pin.sha256 { None } else { Some(Some(Found { size, sha256: Some(sha256) })) })
+    Ok(if size == pin.size && sha256 == pin.sha256 { AtTarget::Pinned } else { AtTarget::Other(Found { size, sha256: Some(sha256) }) })
 }
 
 /// Downloads into `part` until it holds the pinned bytes: (bytes received, resumed from).
