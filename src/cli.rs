@@ -48,6 +48,9 @@ pub enum Command {
     /// Check every file of a pack against its store.json and publish the version in a store
     /// (a version already there is left alone: exit 0).
     Unpack(UnpackArgs),
+    /// Download the files a manifest pins into a folder, each verified against its size and
+    /// sha256; resumes partial downloads (exit 0 all there, 1 some missing).
+    Fetch(FetchArgs),
     /// Write a checkpoint's backbone alone with torchvision's ResNet-18 names, plus a model card.
     Export(ExportArgs),
     /// Put several evaluations side by side in one table (Markdown).
@@ -196,6 +199,23 @@ pub struct UnpackArgs {
     #[arg(long)]
     pub store: PathBuf,
     /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Manifest with a [pinned] table (schema 3, written by `usctl manifest pin`).
+    #[arg(long)]
+    pub manifest: PathBuf,
+    /// Folder the files go to, each at its pinned path (created when absent; partial downloads
+    /// wait in DIR/.usctl-fetch/).
+    #[arg(long, value_name = "DIR")]
+    pub into: PathBuf,
+    /// Files downloaded at once.
+    #[arg(long, default_value_t = usctl::fetch::DEFAULT_JOBS, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Print the report (fetch report v1, docs/fetch.md) as JSON on stdout instead of the lines.
     #[arg(long)]
     pub json: bool,
 }

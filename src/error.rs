@@ -213,6 +213,21 @@ pub enum AuditError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
+/// `usctl fetch` could not start (exit code 2); files that fail to download are reported, not errors.
+#[derive(Debug, Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("manifest {path} has no [pinned] table, so there is nothing to fetch: run `usctl manifest pin --manifest {path} --raw <corpus folder>` first, on a machine that has the files")]
+    NoPins { path: PathBuf },
+    #[error("cannot write into {path}: {source}; give --into a folder you can write to (it is created when absent)")]
+    Into { path: PathBuf, source: std::io::Error },
+    #[error("another usctl fetch is writing into {dir} (it holds {lock}); wait for it to finish, or fetch into another folder")]
+    Busy { dir: PathBuf, lock: PathBuf },
+    #[error("--jobs must be at least 1")]
+    Jobs,
+}
+
 #[derive(Debug, Error)]
 pub enum ExportError {
     #[error("checkpoint {path}: {message}")]

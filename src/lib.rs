@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod fetch;
 pub mod files;
 pub mod hash;
 pub mod ingest;

@@ -5,7 +5,7 @@ mod cli;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
-use cli::{AuditArgs, Cli, Command, DiffArgs, ExportArgs, IngestArgs, ManifestCommand, PackArgs, PinArgs, ReportArgs, StoreArgs, UnpackArgs};
+use cli::{AuditArgs, Cli, Command, DiffArgs, ExportArgs, FetchArgs, IngestArgs, ManifestCommand, PackArgs, PinArgs, ReportArgs, StoreArgs, UnpackArgs};
 use std::process::ExitCode;
 use usctl::ingest::{self, IngestOptions, IngestReport};
 use usctl::store::reader::Store;
@@ -90,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff(a) => run_diff(a),
         Command::Pack(a) => run_pack(a),
         Command::Unpack(a) => run_unpack(a),
+        Command::Fetch(a) => run_fetch(a),
         Command::Export(a) => run_export(a),
         Command::Report(a) => run_report(a),
     }
@@ -435,6 +436,22 @@ fn run_unpack(a: UnpackArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_fetch(a: FetchArgs) -> anyhow::Result<ExitCode> {
+    let opts = usctl::fetch::Options { manifest: a.manifest, into: a.into, jobs: a.jobs.into() };
+    let print_line = |f: &usctl::fetch::report::FileReport| {
+        if !a.json {
+            println!("{}", f.line());
+        }
+    };
+    let report = usctl::fetch::fetch(&opts, &print_line)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.summary());
+    }
+    Ok(if report.all_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {
