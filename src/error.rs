@@ -62,6 +62,8 @@ pub enum PackError {
     Store(#[from] StoreError),
     #[error("{path} already exists; pass --force to overwrite it, or choose another --out")]
     Exists { path: PathBuf },
+    #[error("--out {path} is inside the version folder {version}; published versions are never written to: choose an --out outside the store")]
+    InsideVersion { path: PathBuf, version: PathBuf },
     #[error("--level {level} is not a zstd level ({min} to {max})")]
     Level { level: i32, min: i32, max: i32 },
     #[error("store version {path} does not pass `usctl verify` ({problems}); a damaged or unverifiable version is never packed: run `usctl verify --store {path}`, then re-ingest with `usctl ingest` and pack the new version")]

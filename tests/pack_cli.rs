@@ -102,6 +102,11 @@ fn round_trip_keeps_every_byte_and_a_second_unpack_is_a_no_op() {
     let out = pack(&version, &file, &["--force"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(std::fs::read(&file).unwrap(), before, "a pack's bytes depend on the version alone");
+    // Never into the published version itself.
+    let inside = version.join("v.uspack");
+    let out = pack(&version, &inside, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("is inside the version folder") && !inside.exists(), "{}", text(&out));
 
     let other = tmp.path().join("other");
     let out = unpack(&file, &other);

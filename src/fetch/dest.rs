@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 /// The folder under --into that holds partial downloads and the lock.
-pub const WORK_DIR: &str = ".usctl-fetch";
+pub const WORK_DIR: &str = crate::manifest::pin::FETCH_WORK_DIR;
 const LOCK_FILE: &str = "lock";
 
 pub struct Dest {

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// The folder `usctl fetch` keeps its partial downloads in, inside `--into`: no pin may name it.
+pub const FETCH_WORK_DIR: &str = ".usctl-fetch";
 /// The manifest schema that provenance keys and `[pinned]` need.
 pub const PIN_SCHEMA: u32 = 3;
 /// The comment line above the generated table: everything from it to the end of the file is
@@ -66,6 +68,9 @@ impl Pinned {
             }
             if let Some(why) = leaves(&p.path) {
                 return Err(format!("{at}: the path {why}; pins are relative to --raw and stay inside it"));
+            }
+            if p.path.split('/').next() == Some(FETCH_WORK_DIR) {
+                return Err(format!("{at}: the path is inside {FETCH_WORK_DIR}/, the folder `usctl fetch` works in; move the file elsewhere in the corpus"));
             }
             if !is_sha256(&p.sha256) {
                 return Err(format!("{at}: sha256 must be 64 lowercase hex digits; re-run `usctl manifest pin`"));
@@ -372,6 +377,7 @@ mod tests {
         for (row, want) in [
             (format!("{{ path = \"../a.mp4\", size = 1, sha256 = \"{sha}\" }}"), "'..'"),
             (format!("{{ path = \"a.mp4\", size = 1, sha256 = \"{up}\" }}"), "64 lowercase hex"),
+            (format!("{{ path = \".usctl-fetch/a.mp4\", size = 1, sha256 = \"{sha}\" }}"), "the folder `usctl fetch` works in"),
             (format!("{{ path = \"a.mp4\", size = 1, sha256 = \"{sha}\", url = \"ftp://x\" }}"), "https://"),
             (format!("{{ path = \"a\", size = 1, sha256 = \"{sha}\" }}, {{ path = \"a\", size = 1, sha256 = \"{sha}\" }}"), "pinned twice"),
             (format!("{{ path = \"a\", size = 1, sha256 = \"{sha}\", md5 = \"x\" }}"), "md5"),

@@ -97,6 +97,10 @@ pub fn pack(dir: &Path, out: &Path, level: i32, force: bool) -> Result<PackRepor
     }
     let meta = StoreMeta::load(dir)?;
     let full = dir.canonicalize().map_err(PackError::io(dir))?;
+    let out_dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if out_dir.canonicalize().is_ok_and(|d| d.starts_with(&full)) {
+        return Err(PackError::InsideVersion { path: out.to_path_buf(), version: full });
+    }
     let version_dir = full.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let header = PackHeader { format: PACK_FORMAT.into(), version: PACK_VERSION, dataset: meta.dataset.clone(), version_dir };
     let names = member_names(&meta);
