@@ -193,7 +193,8 @@ pub struct PackArgs {
 
 #[derive(Debug, Args)]
 pub struct UnpackArgs {
-    /// A pack written by `usctl pack`.
+    /// A pack written by `usctl pack`, or `-` to read it from standard input (e.g. the pieces of a
+    /// split pack: `cat x.uspack.* | usctl unpack - --store S`).
     pub pack: PathBuf,
     /// Store root; the version goes to STORE/<dataset>/<seq>-<id>/.
     #[arg(long)]

@@ -252,3 +252,43 @@ fn damaged_truncated_and_hostile_packs_are_refused_and_leave_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("has format usctl-pack version 2; this usctl reads version 1"), "{}", text(&out));
 }
+
+/// A pack carried in pieces (as `split -b` cuts it) unpacks from standard input when the pieces
+/// come in order (`cat x.* | usctl unpack -`); out of order, or with the last one missing, it is
+/// refused and leaves nothing.
+#[test]
+fn a_split_pack_unpacks_from_standard_input_only_whole_and_in_order() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, version) = small_store(tmp.path());
+    let file = tmp.path().join("d.uspack");
+    assert_eq!(pack(&version, &file, &[]).status.code(), Some(0));
+    let bytes = std::fs::read(&file).unwrap();
+    let third = bytes.len() / 3 + 1;
+    let pieces: Vec<&[u8]> = bytes.chunks(third).collect();
+    assert_eq!(pieces.len(), 3);
+    let from_stdin = |input: Vec<u8>, root: &Path| {
+        let mut child = usctl()
+            .args(["unpack", "-", "--store"])
+            .arg(root)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let root = tmp.path().join("joined");
+    let out = from_stdin(pieces.concat(), &root);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(snapshot(&usctl::store::locate(&root.join("d"), None, None).unwrap()), snapshot(&version));
+    for (what, input) in [("swapped", [pieces[1], pieces[0], pieces[2]].concat()), ("last missing", [pieces[0], pieces[1]].concat())] {
+        let root = tmp.path().join(what.replace(' ', "-"));
+        std::fs::create_dir_all(&root).unwrap();
+        let out = from_stdin(input, &root);
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", text(&out));
+        assert!(text(&out).contains("nothing was unpacked"), "{what}: {}", text(&out));
+        assert_eq!(names(&root), Vec::<String>::new(), "{what}: the store root stays empty");
+    }
+}

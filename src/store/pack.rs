@@ -196,13 +196,14 @@ impl Drop for Staging {
     }
 }
 
-/// Unpacks `pack` into the store root `store`: every member is checked against store.json while it
-/// is written into a temporary folder of the dataset, the whole stream must end intact, the folder
-/// passes the reader's checks, and is then renamed into place under the publish lock.
+/// Unpacks `pack` (`-`: standard input, e.g. the pieces of a split pack joined by `cat`) into the
+/// store root `store`: every member is checked against store.json while it is written into a
+/// temporary folder of the dataset, the whole stream must end intact, the folder passes the
+/// reader's checks, and is then renamed into place under the publish lock.
 pub fn unpack(pack: &Path, store: &Path) -> Result<UnpackReport, PackError> {
     let start = Instant::now();
     let refused = |message: String| PackError::Refused { path: pack.to_path_buf(), message };
-    let file = File::open(pack).map_err(PackError::io(pack))?;
+    let file: Box<dyn Read> = if pack == Path::new("-") { Box::new(std::io::stdin().lock()) } else { Box::new(File::open(pack).map_err(PackError::io(pack))?) };
     let mut archive = tar::Archive::new(zstd::Decoder::new(file).map_err(PackError::io(pack))?);
     let mut entries = archive.entries().map_err(|e| broken(pack, "its start", e))?;
     let mut next_small = |want: &str| -> Result<Vec<u8>, PackError> {
