@@ -7,3 +7,4 @@ pub mod data;
 pub mod folds;
 pub mod metrics;
 pub mod report;
+pub mod seg;
