@@ -157,6 +157,15 @@ print(json.dumps({"missing": sorted(r.missing_keys), "unexpected": sorted(r.unex
     let scale = tv.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1.0);
     let diff = tv.iter().zip(&from_export).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff < 1e-4 * scale, "torchvision and usctl features differ by {diff} (scale {scale})");
+
+    // The same file as the body of torchvision's Mask R-CNN (ResNet-18 FPN), as docs/export-format.md shows.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/maskrcnn_from_export.py");
+    let out = run(std::process::Command::new(venv_python().unwrap()).arg(&script).arg(&exported));
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&v["missing"], &v["unexpected"]), (&serde_json::json!([]), &serde_json::json!([])), "{v}");
+    assert_eq!(v["conv1_max_abs_diff"].as_f64(), Some(0.0), "{v}");
+    assert_eq!(v["outputs"], serde_json::json!(["boxes", "labels", "masks", "scores"]));
 }
 
 #[test]
