@@ -6,5 +6,6 @@ pub mod config;
 pub mod data;
 pub mod folds;
 pub mod metrics;
+pub mod overlay;
 pub mod report;
 pub mod seg;
