@@ -32,12 +32,7 @@ fn score(rng: &mut ChaCha8Rng) -> f64 {
 /// A coordinate: a multiple of 1/8 (so that IoUs hit the thresholds exactly now and then) or an
 /// arbitrary float; never negative.
 fn coord(v: f64, exact: bool) -> f64 {
-    if exact {
-        (v * 8.0).round() / 8.0
-    } else {
-        v
-    }
-    .max(0.0)
+    if exact { (v * 8.0).round() / 8.0 } else { v }.max(0.0)
 }
 
 fn rand_box(rng: &mut ChaCha8Rng, exact: bool, cx: f64, cy: f64, spread: f64) -> [f64; 4] {
@@ -64,7 +59,7 @@ fn ellipse(w: usize, h: usize, cx: f64, cy: f64, rx: f64, ry: f64) -> Mask {
 
 fn rand_mask(rng: &mut ChaCha8Rng, w: usize, h: usize) -> (Mask, [f64; 4]) {
     loop {
-        let p = [rng.gen_range(0.0..w as f64), rng.gen_range(0.0..h as f64), rng.gen_range(1.0..8.0), rng.gen_range(1.0..8.0)];
+        let p = [rng.gen_range(0.0..w as f64), rng.gen_range(0.0..h as f64), rng.gen_range(1.5..9.0), rng.gen_range(1.5..9.0)];
         let m = ellipse(w, h, p[0], p[1], p[2], p[3]);
         if m.bits.iter().any(|&b| b) {
             return (m, p);
@@ -72,10 +67,20 @@ fn rand_mask(rng: &mut ChaCha8Rng, w: usize, h: usize) -> (Mask, [f64; 4]) {
     }
 }
 
-fn jitter_mask(rng: &mut ChaCha8Rng, w: usize, h: usize, p: [f64; 4]) -> Mask {
-    let mut m = ellipse(w, h, p[0] + rng.gen_range(-2.0..2.0), p[1] + rng.gen_range(-2.0..2.0), p[2] * rng.gen_range(0.7..1.3), p[3] * rng.gen_range(0.7..1.3));
+/// A detection of the ellipse `p`: shifted, scaled and with flipped pixels, by `amount` (0–1).
+fn jitter_mask(rng: &mut ChaCha8Rng, w: usize, h: usize, p: [f64; 4], amount: f64) -> Mask {
+    let shift = 3.0 * amount + 0.01;
+    let scale = 0.4 * amount + 0.01;
+    let mut m = ellipse(
+        w,
+        h,
+        p[0] + rng.gen_range(-shift..shift),
+        p[1] + rng.gen_range(-shift..shift),
+        p[2] * (1.0 + rng.gen_range(-scale..scale)),
+        p[3] * (1.0 + rng.gen_range(-scale..scale)),
+    );
     for b in m.bits.iter_mut() {
-        if rng.gen_bool(0.03) {
+        if rng.gen_bool(0.02 * amount) {
             *b = !*b;
         }
     }
@@ -116,7 +121,8 @@ fn generate(seed: u64, kind: IouKind) -> Case {
                 IouKind::Mask => {
                     let (m, p) = rand_mask(&mut rng, w, h);
                     let n = if rng.gen_bool(0.8) { rng.gen_range(1..=3) } else { 0 };
-                    (Shape::Mask(m), (0..n).map(|_| Shape::Mask(jitter_mask(&mut rng, w, h, p))).collect())
+                    let amount = *[0.1, 0.3, 1.0].get(rng.gen_range(0..3)).unwrap();
+                    (Shape::Mask(m), (0..n).map(|_| Shape::Mask(jitter_mask(&mut rng, w, h, p, amount))).collect())
                 }
             };
             case.gts.push(Gt { image, category, shape, crowd: false });
@@ -136,7 +142,13 @@ fn generate(seed: u64, kind: IouKind) -> Case {
             case.gts.push(Gt { image, category: 1, shape, crowd: true });
         }
         // false positives (all of them when the image has no ground truth)
-        let n_fp = if style == 0 { rng.gen_range(1..=6) } else if with_dets { rng.gen_range(0..=3) } else { 0 };
+        let n_fp = if style == 0 {
+            rng.gen_range(1..=6)
+        } else if with_dets {
+            rng.gen_range(0..=3)
+        } else {
+            0
+        };
         for _ in 0..n_fp {
             let shape = match kind {
                 IouKind::Box => Shape::Box(rand_box(&mut rng, exact, 150.0, 150.0, 140.0)),

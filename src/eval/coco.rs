@@ -253,10 +253,15 @@ fn evaluate_image(gts: &[&Gt], dets: &[&Det], ious: &[Vec<f64>], range: (f64, f6
     ImageEval { scores: dets.iter().map(|d| d.score).collect(), matched, ignored, counted: gt_ignore.iter().filter(|&&i| !i).count() }
 }
 
-/// Per threshold: precision at the 101 recall points and the final recall, or `None` when no
-/// ground truth counts (pycocotools' -1).
-#[allow(clippy::type_complexity)]
-fn accumulate(evals: &[ImageEval], t_n: usize, rec: &[f64]) -> Option<(Vec<Vec<f64>>, Vec<f64>)> {
+/// One category in one area range, per threshold: precision at the 101 recall points and the
+/// recall reached.
+struct Accumulated {
+    precision: Vec<Vec<f64>>,
+    recall: Vec<f64>,
+}
+
+/// accumulate for one category and area range; `None` when no ground truth counts (pycocotools' -1).
+fn accumulate(evals: &[ImageEval], t_n: usize, rec: &[f64]) -> Option<Accumulated> {
     let counted: usize = evals.iter().map(|e| e.counted).sum();
     if evals.is_empty() || counted == 0 {
         return None;
@@ -293,7 +298,7 @@ fn accumulate(evals: &[ImageEval], t_n: usize, rec: &[f64]) -> Option<(Vec<Vec<f
         let q = rec.iter().map(|&r| pr.get(rc.partition_point(|&x| x < r)).copied().unwrap_or(0.0)).collect();
         precision.push(q);
     }
-    Some((precision, recall))
+    Some(Accumulated { precision, recall })
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -327,7 +332,7 @@ pub fn evaluate(gts: &[Gt], dets: &[Det], kind: IouKind) -> Result<CocoSummary, 
     }
 
     // [area range][category] -> per-threshold precision and recall
-    let mut results: Vec<Vec<Option<(Vec<Vec<f64>>, Vec<f64>)>>> = vec![Vec::new(); AREA_RANGES.len()];
+    let mut results: Vec<Vec<Option<Accumulated>>> = (0..AREA_RANGES.len()).map(|_| Vec::new()).collect();
     for &c in &categories {
         let mut per_range: Vec<Vec<ImageEval>> = (0..AREA_RANGES.len()).map(|_| Vec::new()).collect();
         for &im in &images {
@@ -350,7 +355,12 @@ pub fn evaluate(gts: &[Gt], dets: &[Det], kind: IouKind) -> Result<CocoSummary, 
         }
     }
     let ap = |a: usize, t: Option<usize>| {
-        mean(results[a].iter().flatten().flat_map(|(p, _)| p.iter().enumerate().filter(move |(ti, _)| t.is_none_or(|t| t == *ti)).flat_map(|(_, q)| q.iter().copied())))
+        mean(
+            results[a]
+                .iter()
+                .flatten()
+                .flat_map(|acc| acc.precision.iter().enumerate().filter(move |(ti, _)| t.is_none_or(|t| t == *ti)).flat_map(|(_, q)| q.iter().copied())),
+        )
     };
     Ok(CocoSummary {
         ap: ap(0, None),
@@ -359,7 +369,7 @@ pub fn evaluate(gts: &[Gt], dets: &[Det], kind: IouKind) -> Result<CocoSummary, 
         ap_small: ap(1, None),
         ap_medium: ap(2, None),
         ap_large: ap(3, None),
-        ar100: mean(results[0].iter().flatten().flat_map(|(_, r)| r.iter().copied())),
+        ar100: mean(results[0].iter().flatten().flat_map(|acc| acc.recall.iter().copied())),
     })
 }
 
@@ -418,13 +428,13 @@ mod tests {
     #[test]
     fn a_false_positive_scored_higher_halves_precision() {
         // Recall 1 is reached at the second detection with precision 1/2 (minus pycocotools' eps).
-        let s = evaluate(&[gt(0, [0.0, 0.0, 10.0, 10.0])], &[det(0, 0.9, [50.0, 50.0, 10.0, 10.0]), det(0, 0.8, [0.0, 0.0, 10.0, 10.0])], IouKind::Box)
-            .unwrap();
+        let s =
+            evaluate(&[gt(0, [0.0, 0.0, 10.0, 10.0])], &[det(0, 0.9, [50.0, 50.0, 10.0, 10.0]), det(0, 0.8, [0.0, 0.0, 10.0, 10.0])], IouKind::Box).unwrap();
         let half = 1.0 / (2.0 + f64::EPSILON);
         assert!(close(s.ap, half) && close(s.ap50, half), "{s:?}");
         // Ranked the other way round the false positive comes after full recall: AP 1.
-        let s = evaluate(&[gt(0, [0.0, 0.0, 10.0, 10.0])], &[det(0, 0.7, [50.0, 50.0, 10.0, 10.0]), det(0, 0.8, [0.0, 0.0, 10.0, 10.0])], IouKind::Box)
-            .unwrap();
+        let s =
+            evaluate(&[gt(0, [0.0, 0.0, 10.0, 10.0])], &[det(0, 0.7, [50.0, 50.0, 10.0, 10.0]), det(0, 0.8, [0.0, 0.0, 10.0, 10.0])], IouKind::Box).unwrap();
         assert!(close(s.ap, 1.0), "{s:?}");
     }
 
