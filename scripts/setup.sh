@@ -2,13 +2,15 @@
 # Idempotent set-up: Debian's FFmpeg 5.1 dev libraries and tools, fonts for the loss plots, a
 # project-local venv with the exact PyTorch that tch 0.26 links against (and the matching
 # torchvision, for the benchmark's reference pipeline), polars for curators' queries over a store's
-# Parquet tables (scripts/distributions.py, docs/AUDIT.md), then one release build (tests reuse it).
+# Parquet tables (scripts/distributions.py, docs/AUDIT.md), pycocotools, the reference that
+# tests/coco_ap.rs checks usctl's COCO AP against (docs/eval.md), then one release build (tests reuse it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.13.0
 TORCHVISION_VERSION=0.28.0
 POLARS_VERSION=2.1.0
+PYCOCOTOOLS_VERSION=2.0.11
 APT_PACKAGES=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
               pkg-config clang libclang-dev ffmpeg time libfontconfig1-dev libfreetype-dev fonts-dejavu-core)
 
@@ -53,6 +55,11 @@ have=$(.venv/bin/python -c 'import polars; print(polars.__version__)' 2>/dev/nul
 if [ "$have" != "$POLARS_VERSION" ]; then
   echo "setup: installing polars==$POLARS_VERSION into .venv"
   .venv/bin/pip install -q --disable-pip-version-check "polars==$POLARS_VERSION"
+fi
+have=$(.venv/bin/python -c 'from importlib.metadata import version; print(version("pycocotools"))' 2>/dev/null || true)
+if [ "$have" != "$PYCOCOTOOLS_VERSION" ]; then
+  echo "setup: installing pycocotools==$PYCOCOTOOLS_VERSION into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "pycocotools==$PYCOCOTOOLS_VERSION"
 fi
 
 export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1

@@ -1,7 +1,8 @@
 //! Downstream evaluation, the parts that need no libtorch: the config, which videos are used,
-//! cross-validation folds, classification metrics and reports. Fine-tuning itself runs in
+//! cross-validation folds, classification metrics, COCO-style AP (coco.rs) and reports. Fine-tuning itself runs in
 //! `usctl-torch` (src/torch/finetune.rs).
 
+pub mod coco;
 pub mod config;
 pub mod data;
 pub mod folds;
