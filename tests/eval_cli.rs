@@ -126,18 +126,9 @@ fn pretrain_evaluate_export_and_compare() {
         return;
     };
     let script = r#"
-import json, struct, sys, torch, torchvision
-def load(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    out = {}
-    for k, v in json.loads(b[8:8 + n]).items():
-        if k == "__metadata__":
-            continue
-        a, e = v["data_offsets"]
-        dt = {"F32": torch.float32, "I64": torch.int64}[v["dtype"]]
-        out[k] = torch.frombuffer(bytearray(b[8 + n + a:8 + n + e]), dtype=dt).reshape(v["shape"])
-    return out
+import json, os, sys, torch, torchvision
+sys.path.insert(0, os.path.join(sys.argv[3], "scripts"))
+from maskrcnn_from_export import load_safetensors as load
 m = torchvision.models.resnet18()
 r = m.load_state_dict(load(sys.argv[1]), strict=False)
 m.fc = torch.nn.Identity()
@@ -147,7 +138,7 @@ with torch.no_grad():
     f = m(x.expand(-1, 3, -1, -1))
 print(json.dumps({"missing": sorted(r.missing_keys), "unexpected": sorted(r.unexpected_keys), "tracked": int(m.bn1.num_batches_tracked), "features": f.flatten().tolist()}))
 "#;
-    let out = run(std::process::Command::new(python).args(["-c", script]).arg(&exported).arg(&input));
+    let out = run(std::process::Command::new(python).args(["-c", script]).arg(&exported).arg(&input).arg(env!("CARGO_MANIFEST_DIR")));
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["missing"], serde_json::json!(["fc.bias", "fc.weight"]));
