@@ -3,7 +3,8 @@
 //! or a column of a metadata CSV) and its patient id (a regex on the file name, or a CSV column);
 //! schema 2 adds the counts a curator expects (`[[expect]]`, checked by `usctl audit`); schema 3
 //! adds provenance per source (licence, citation, download base) and the pins of every file
-//! (`[pinned]`, written by `usctl manifest pin`, checked by ingest and `usctl fetch`: `pin`).
+//! (`[pinned]`, written by `usctl manifest pin`, checked by ingest and `usctl fetch`: `pin`) and
+//! where still images' lesion masks are (`[source.masks]`, a folder and a file-name pattern).
 //! Everything a label depends on is declared here; the code holds no string offsets. Nothing
 //! outside `--raw` is read (`confine`).
 

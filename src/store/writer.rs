@@ -127,10 +127,12 @@ impl StoreWriter {
 
     /// Records the mask files of the first frame of the entry added last (a still image's one
     /// frame), in the order given: each with lesion pixels becomes the next instance of masks.u8
-    /// (as 0/1 bytes), an empty one a row without instance. An empty list records an annotated
-    /// frame without lesions only if the caller passes at least one (empty) file; pass nothing for
-    /// a frame without masks.
+    /// (as 0/1 bytes), an empty one a row without instance. No files: nothing is recorded (the
+    /// frame is not annotated).
     pub fn add_masks(&mut self, masks: &[NewMask]) -> Result<(), StoreError> {
+        if masks.is_empty() {
+            return Ok(());
+        }
         let corrupt = |message: String| StoreError::Corrupt { path: self.tmp.clone(), message };
         let Some(video) = self.videos.last().filter(|v| v.frames_kept > 0) else {
             return Err(corrupt("masks given for an entry without a stored frame".into()));
