@@ -224,6 +224,7 @@ fn format_2_versions_are_read_without_frame_hashes_and_a_format_3_one_needs_them
     resealed(&v, |m| m.format_version = 2);
     let old = Store::open(&v).unwrap();
     assert!(old.frames.iter().all(|f| f.hashes.is_none()));
+    assert!(old.masks.is_empty() && old.masks_of(2).is_none(), "a version before format 4 has no masks, whatever files it has");
     assert!(usctl::store::verify::verify(&v).unwrap().is_ok());
     // The audit computes the hashes a format-2 version lacks: the same as ingest stores.
     let (phashes, computed) = usctl::audit::corpus::frame_phashes(&old);
