@@ -171,3 +171,26 @@ fn mask_rules_are_validated() {
     let err = parse(MANIFEST.replace("name = '{stem}", "nam = '{stem}")).unwrap_err();
     assert!(err.contains("nam"), "{err}");
 }
+
+#[test]
+fn a_video_in_a_source_with_masks_is_reported_and_gets_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    corpus(&root.join("raw"));
+    let clip = root.join("raw/c/images/clip.mp4");
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x32:rate=10,trim=end_frame=5", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .output()
+        .expect("the ffmpeg CLI is installed by `make setup`");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A mask named like the clip's would be listed for it, and is not read.
+    png(&root.join("raw/c/mask/clip_mask.png"), 64, 32, 0, &[(0, 8, 0, 8)]);
+    std::fs::write(root.join("m.toml"), MANIFEST.replace(r#"include = ["*/images/*.png"]"#, r#"include = ["*/images/*.png", "*/images/*.mp4"]"#)).unwrap();
+    let report = run(root);
+    assert!(problem(&report, "c/images/clip.mp4").contains("masks are read for still images only"));
+    let s = Store::open(&report.version_dir).unwrap();
+    let clip = s.videos.iter().find(|v| v.source_path == "c/images/clip.mp4").unwrap();
+    assert!(clip.frames_kept > 0 && s.masks_of(clip.first_frame_row as usize).is_none());
+    assert_eq!(s.instance_count(), 2, "the images' masks are stored as before");
+}
