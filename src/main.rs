@@ -332,6 +332,10 @@ fn run_info(a: StoreArgs) -> anyhow::Result<ExitCode> {
     for ((sub, class), (files, frames)) in by {
         println!("  {sub:<14} {class:<20} {files:>5} files {frames:>7} frames");
     }
+    if !store.masks.is_empty() {
+        let annotated = store.masks.iter().map(|r| r.frame_row).collect::<std::collections::BTreeSet<_>>().len();
+        println!("  masks: {} files on {annotated} frames, {} lesion instances", store.masks.len(), store.instance_count());
+    }
     for v in store.videos.iter().filter(|v| v.status != "ok") {
         println!("  {}: {}: {}", v.status, v.source_path, v.message.as_deref().unwrap_or(""));
     }

@@ -3,7 +3,8 @@
 //! or a column of a metadata CSV) and its patient id (a regex on the file name, or a CSV column);
 //! schema 2 adds the counts a curator expects (`[[expect]]`, checked by `usctl audit`); schema 3
 //! adds provenance per source (licence, citation, download base) and the pins of every file
-//! (`[pinned]`, written by `usctl manifest pin`, checked by ingest and `usctl fetch`: `pin`).
+//! (`[pinned]`, written by `usctl manifest pin`, checked by ingest and `usctl fetch`: `pin`) and
+//! where still images' lesion masks are (`[source.masks]`, a folder and a file-name pattern).
 //! Everything a label depends on is declared here; the code holds no string offsets. Nothing
 //! outside `--raw` is read (`confine`).
 
@@ -100,6 +101,70 @@ pub struct Source {
     /// percent-encoded; written into each pin by `usctl manifest pin`.
     #[serde(default)]
     pub url_base: Option<String>,
+    /// Where each still image's lesion masks are (schema 3); absent = the source has no masks.
+    #[serde(default)]
+    pub masks: Option<MaskRule>,
+}
+
+/// Where an image's masks are (`[source.masks]`, docs/manifest-format.md): every file of the
+/// folder `dir` whose name matches `name` in full. In both, `{stem}`, `{dir}` and `{parent}` stand
+/// for the image's file name without its extension, its folder and that folder's parent (folders
+/// relative to the source's `dir`); in `name`, `{stem}` is regex-escaped.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MaskRule {
+    /// Folder of the masks, relative to the source's `dir`, e.g. "{parent}/mask".
+    pub dir: String,
+    /// Regex (Rust `regex` syntax) the mask's file name must match in full, e.g. '{stem}_mask(_[0-9]+)?\.png'.
+    pub name: String,
+}
+
+/// One mask file of an image: its path relative to --raw and under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskFile {
+    pub rel_path: String,
+    pub path: PathBuf,
+}
+
+impl MaskRule {
+    const PLACEHOLDERS: [&'static str; 3] = ["{stem}", "{dir}", "{parent}"];
+
+    fn validate(&self) -> Result<(), String> {
+        if !self.name.contains("{stem}") {
+            return Err(format!("masks.name '{}' has no {{stem}}: every image would get the same masks; put {{stem}} where the image's name goes", self.name));
+        }
+        self.regex("stem").map_err(|e| format!("masks.name '{}': {e}", self.name))?;
+        let mut bare = self.dir.clone();
+        for p in Self::PLACEHOLDERS {
+            bare = bare.replace(p, "x");
+        }
+        if bare.contains('{') || bare.contains('}') {
+            return Err(format!("masks.dir '{}' has a placeholder other than {{stem}}, {{dir}}, {{parent}}", self.dir));
+        }
+        if let Some(why) = confine::leaves(&self.dir) {
+            return Err(format!("masks.dir '{}' {why}; write it relative to the source's `dir` with {{dir}} or {{parent}}, without '..'", self.dir));
+        }
+        Ok(())
+    }
+
+    /// The file-name regex for an image of this stem (anchored at both ends).
+    fn regex(&self, stem: &str) -> Result<regex::Regex, regex::Error> {
+        regex::Regex::new(&format!("^(?:{})$", self.name.replace("{stem}", &regex::escape(stem))))
+    }
+
+    /// The masks' folder for an image at `rel` (relative to the source's folder), relative to that
+    /// folder; None when `{parent}` is used and the image's folder has no parent inside it.
+    pub fn folder_of(&self, rel: &str) -> Option<String> {
+        let dir: Vec<&str> = rel.split('/').collect();
+        let dir = &dir[..dir.len() - 1];
+        let parent = if dir.is_empty() { None } else { Some(dir[..dir.len() - 1].join("/")) };
+        if self.dir.contains("{parent}") && parent.is_none() {
+            return None;
+        }
+        let text =
+            self.dir.replace("{stem}", &key_of(rel, KeyKind::Stem)).replace("{dir}", &dir.join("/")).replace("{parent}", parent.as_deref().unwrap_or(""));
+        Some(text.split('/').filter(|c| !c.is_empty() && *c != ".").collect::<Vec<_>>().join("/"))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -166,6 +231,9 @@ pub struct Entry {
     pub patient: Option<String>,
     /// Listed explicitly but absent.
     pub missing: bool,
+    /// Its mask files when the source declares `[source.masks]` (in file-name order; empty when
+    /// none was found), None when it declares none.
+    pub masks: Option<Vec<MaskFile>>,
 }
 
 /// A problem found while listing files (unreadable folder, symlink loop, missing file, a label
@@ -218,6 +286,7 @@ impl Source {
         if let Some(PatientRule { csv: Some(c), .. }) = &self.patient {
             out.push(("patient.csv `file`", c.file.as_str()));
         }
+        out.extend(self.masks.iter().map(|m| ("masks `dir`", m.dir.as_str())));
         out
     }
 
@@ -364,6 +433,7 @@ impl Manifest {
                 ("citation", s.citation.is_some()),
                 ("homepage", s.homepage.is_some()),
                 ("url_base", s.url_base.is_some()),
+                ("masks", s.masks.is_some()),
             ];
             if let Some((key, _)) = given.iter().find(|(_, g)| *g).filter(|_| self.schema < pin::PIN_SCHEMA) {
                 return Err(format!(
@@ -375,6 +445,9 @@ impl Manifest {
             }
             if let Some(base) = &s.url_base {
                 pin::check_url(base).map_err(|why| format!("{at}: url_base '{base}' {why}"))?;
+            }
+            if let Some(m) = &s.masks {
+                m.validate().map_err(|why| format!("{at}: {why}"))?;
             }
         }
         Ok(())
@@ -464,6 +537,7 @@ impl Manifest {
             }
             // After the check above: the metadata CSV of an absent source is absent too.
             let labels = Labeller::new(self, source, &dir, &root, manifest_path)?;
+            let mut mask_folders = MaskFolders::default();
             files.sort();
             for (rel, missing) in files {
                 let rel_path = format!("{prefix}{rel}");
@@ -478,7 +552,12 @@ impl Manifest {
                 if missing {
                     out.problems.push(Problem { path: rel_path.clone(), reason: crate::error::SourceError::Missing.to_string() });
                 }
-                out.entries.push(Entry { subdataset: source.subdataset.clone(), source: i, path: dir.join(&rel), rel_path, class, patient, missing });
+                let masks = match &source.masks {
+                    Some(rule) if !missing => Some(mask_folders.masks_of(rule, &rel, &dir, &prefix, &root, &mut out.problems)),
+                    Some(_) => Some(Vec::new()),
+                    None => None,
+                };
+                out.entries.push(Entry { subdataset: source.subdataset.clone(), source: i, path: dir.join(&rel), rel_path, class, patient, missing, masks });
             }
         }
         if out.absent.len() == self.sources.len() {
@@ -486,6 +565,45 @@ impl Manifest {
             return Err(ManifestError::AllAbsent { manifest: manifest_path.to_path_buf(), raw: raw.to_path_buf(), absent });
         }
         Ok(out)
+    }
+}
+
+/// The file names of each mask folder of one source, listed once.
+#[derive(Default)]
+struct MaskFolders {
+    names: BTreeMap<String, Vec<String>>,
+}
+
+impl MaskFolders {
+    /// The mask files of the image at `rel` (relative to the source folder `dir`), in file-name
+    /// order. Links leading outside --raw are reported and skipped; a folder that cannot be read
+    /// gives no masks (ingest reports the image as having none).
+    fn masks_of(&mut self, rule: &MaskRule, rel: &str, dir: &Path, prefix: &str, root: &RawRoot, problems: &mut Vec<Problem>) -> Vec<MaskFile> {
+        let Some(folder) = rule.folder_of(rel) else { return Vec::new() };
+        let Ok(re) = rule.regex(&key_of(rel, KeyKind::Stem)) else { return Vec::new() };
+        let names = self.names.entry(folder.clone()).or_insert_with(|| {
+            let path = dir.join(&folder);
+            if let Some(target) = root.outside(&path) {
+                problems.push(Problem { path: path.display().to_string(), reason: outside_reason(&target) });
+                return Vec::new();
+            }
+            let mut names: Vec<String> = std::fs::read_dir(&path)
+                .map(|rd| rd.flatten().filter(|e| e.path().is_file()).filter_map(|e| e.file_name().to_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            names.sort();
+            names
+        });
+        let mut out = Vec::new();
+        for name in names.iter().filter(|n| re.is_match(n)) {
+            let in_source = if folder.is_empty() { name.clone() } else { format!("{folder}/{name}") };
+            let path = dir.join(&in_source);
+            if let Some(target) = root.outside(&path) {
+                problems.push(Problem { path: path.display().to_string(), reason: outside_reason(&target) });
+                continue;
+            }
+            out.push(MaskFile { rel_path: format!("{prefix}{in_source}"), path });
+        }
+        out
     }
 }
 

@@ -1,9 +1,9 @@
-//! Pins the store format's bytes (format version 3). If this test fails, the bytes of a store
+//! Pins the store format's bytes (format version 4). If this test fails, the bytes of a store
 //! changed: bump store::FORMAT_VERSION, update docs/store-format.md, then the digests here.
 use sha2::Digest;
 use usctl::store::index::VideoRow;
 use usctl::store::reader::Store;
-use usctl::store::writer::{FrameMeta, StoreWriter};
+use usctl::store::writer::{FrameMeta, NewMask, StoreWriter};
 use usctl::store::{IngestParams, StoreMeta, FORMAT_NAME, FORMAT_VERSION};
 
 fn row(path: &str, class: Option<(&str, i32)>, status: &str, message: Option<&str>) -> VideoRow {
@@ -38,6 +38,10 @@ fn build(dir: &std::path::Path) -> std::path::PathBuf {
     w.add(row("a.mp4", Some(("x", 0)), "ok", None), &pixels[..2 * size * size], &[meta(0), meta(1)]).unwrap();
     w.add(row("b.mp4", None, "failed", Some("file is empty")), &[], &[]).unwrap();
     w.add(row("c.gif", Some(("y", 1)), "ok", None), &pixels[2 * size * size..], &[meta(0)]).unwrap();
+    // Two mask files of c's frame: a lesion at (1, 1)–(2, 3) and an empty one.
+    let lesion: Vec<u8> = (0..size * size).map(|i| u8::from((1..3).contains(&(i % size)) && (1..4).contains(&(i / size))) * 255).collect();
+    let mask = |name: &str, mask: Vec<u8>, source_pixels| NewMask { source_path: name.into(), source_sha256: "1e".repeat(32), source_pixels, mask };
+    w.add_masks(&[mask("m/c_mask.png", lesion, 24), mask("m/c_mask_1.png", vec![0; size * size], 0)]).unwrap();
     let meta = StoreMeta {
         format: FORMAT_NAME.into(),
         format_version: FORMAT_VERSION,
@@ -64,14 +68,18 @@ fn store_bytes_are_pinned() {
     let v = build(tmp.path());
     assert_eq!(v.file_name().unwrap(), "0001-00112233445566aa");
     let digest = |name: &str| usctl::hash::hex(&sha2::Sha256::digest(std::fs::read(v.join(name)).unwrap()));
-    let got: Vec<(&str, String)> =
-        ["frames.u8", "frames.parquet", "videos.parquet", "manifest.toml", "store.json"].into_iter().map(|f| (f, digest(f))).collect();
+    let got: Vec<(&str, String)> = ["frames.u8", "frames.parquet", "videos.parquet", "manifest.toml", "masks.u8", "masks.parquet", "store.json"]
+        .into_iter()
+        .map(|f| (f, digest(f)))
+        .collect();
     let want = [
         ("frames.u8", "2af0ba23241ab5f19ceb274a6b633a38c445962595449cbaed1b8d6051253dad"),
-        ("frames.parquet", "fe39edcd31de1d41a8a6f286b9033d49a81005557e953afddda314a25b71d169"),
-        ("videos.parquet", "5d170300a072ea4352b01256f9920b000db0793e13a76126558fe9f90e9e26c8"),
+        ("frames.parquet", "fecf74f19c8ae9dfd0449f1d8a3410306430858aea34020cc31554154d80a001"),
+        ("videos.parquet", "a41f3d0190a789233f7eacc63c1733479996cdbd64811d00cd02d2f79d6ae9d0"),
         ("manifest.toml", "3ed9ee8116573a64cc500e1dd896878bb3f2f3531e037ab4bb26b70bd6f2fca8"),
-        ("store.json", "1eaed73164628d7128d8bb4e74dce0f62732666fdf382b9f82d9dcb9de503ede"),
+        ("masks.u8", "59281eeeddf1a9c50d2f0dcfe609676dc4f4637862fec67615b75227ef3e900e"),
+        ("masks.parquet", "1d4ea9c59e8868599d435c4f3dd01f9c823a13e9fa727854d40a243a06fde10a"),
+        ("store.json", "e35349bab94c1a40195b66b818e49dd9959534ab750934c45a2edd931a71876f"),
     ];
     let got_ref: Vec<(&str, &str)> = got.iter().map(|(f, d)| (*f, d.as_str())).collect();
     assert_eq!(got_ref, want, "store bytes changed: see the comment at the top of this file");
@@ -86,6 +94,11 @@ fn golden_store_reads_back() {
     assert_eq!(s.videos.iter().map(|r| (r.video_id, r.first_frame_row, r.frames_kept)).collect::<Vec<_>>(), vec![(0, 0, 2), (1, 2, 0), (2, 2, 1)]);
     assert_eq!(s.frame(2)[0], (32 * 37 % 251) as u8);
     assert_eq!(s.frames[1].pts, 512);
+    let c = s.masks_of(2).unwrap();
+    assert_eq!(c.len(), 1, "the empty mask file is a row, not an instance");
+    assert_eq!((c[0].bbox(), c[0].row.pixels, c[0].mask[5], c[0].mask[4]), ([1, 1, 2, 3], 6, 1, 0));
+    assert_eq!(s.masks.len(), 2);
+    assert!(s.masks_of(0).is_none());
     assert!(usctl::store::verify::verify(&v).unwrap().is_ok());
 }
 
@@ -211,6 +224,7 @@ fn format_2_versions_are_read_without_frame_hashes_and_a_format_3_one_needs_them
     resealed(&v, |m| m.format_version = 2);
     let old = Store::open(&v).unwrap();
     assert!(old.frames.iter().all(|f| f.hashes.is_none()));
+    assert!(old.masks.is_empty() && old.masks_of(2).is_none(), "a version before format 4 has no masks, whatever files it has");
     assert!(usctl::store::verify::verify(&v).unwrap().is_ok());
     // The audit computes the hashes a format-2 version lacks: the same as ingest stores.
     let (phashes, computed) = usctl::audit::corpus::frame_phashes(&old);

@@ -83,13 +83,17 @@ fn round_trip_keeps_every_byte_and_a_second_unpack_is_a_no_op() {
     let out = pack(&version, &file, &["--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((r["files"].as_u64(), r["level"].as_i64()), (Some(5), Some(3)), "{r}");
+    assert_eq!((r["files"].as_u64(), r["level"].as_i64()), (Some(7), Some(3)), "{r}");
     assert_eq!(r["pack_bytes"].as_u64(), Some(std::fs::metadata(&file).unwrap().len()));
     // PACK.json first, then store.json, then the files store.json lists.
     let folder = version.file_name().unwrap().to_string_lossy().to_string();
     let paths: Vec<String> = members(&file).into_iter().map(|m| m.0).collect();
     let expected: Vec<String> = std::iter::once("PACK.json".to_string())
-        .chain(["store.json", "frames.parquet", "frames.u8", "manifest.toml", "videos.parquet"].iter().map(|n| format!("d/{folder}/{n}")))
+        .chain(
+            ["store.json", "frames.parquet", "frames.u8", "manifest.toml", "masks.parquet", "masks.u8", "videos.parquet"]
+                .iter()
+                .map(|n| format!("d/{folder}/{n}")),
+        )
         .collect();
     assert_eq!(paths, expected);
     assert_eq!(names(tmp.path()), vec!["d.uspack", "m.toml", "raw", "store"], "no temporary file beside --out");
@@ -112,7 +116,7 @@ fn round_trip_keeps_every_byte_and_a_second_unpack_is_a_no_op() {
     let out = unpack(&file, &other);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let copy = other.join("d").join(&folder);
-    assert!(text(&out).contains(&format!("→ {}: 5 files", copy.display())), "{}", text(&out));
+    assert!(text(&out).contains(&format!("→ {}: 7 files", copy.display())), "{}", text(&out));
     assert_eq!(snapshot(&copy), snapshot(&version), "every file byte for byte");
     assert_eq!(names(&other.join("d")), vec![folder.clone()], "no temporary folder or lock left");
     let out = run(usctl().arg("verify").arg("--store").arg(&copy));

@@ -227,6 +227,50 @@ fn busi_audit_finds_its_duplicates_and_label_conflicts() {
     assert_eq!(r["sheets"].as_array().unwrap().len() as u64, clusters);
 }
 
+/// BUSI's lesion masks (`[source.masks]` in dataset_manifests/busi.toml) at the default 256 px.
+/// Measured 2026-11-30 on ../shared/datasets/busi: 798 mask files for the 780 images, 17 images
+/// with more than one (at most 3); the 133 normal images have one all-black mask each (annotated,
+/// no lesion), so 798 − 133 = 665 instances (454 benign, 211 malignant); no lesion vanishes at
+/// 256 px and every box lies inside its image's letterboxed area.
+#[test]
+fn busi_masks_are_stored_one_instance_per_mask_file() {
+    let Some(datasets) = shared_datasets() else {
+        eprintln!("real_data: ../shared/datasets is absent; BUSI masks not checked");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataset_manifests/busi.toml");
+    let out = ingest(&manifest, &datasets.join("busi"), &store, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v = newest(&store);
+    let s = usctl::store::reader::Store::open(&v).unwrap();
+    assert_eq!((s.masks.len(), s.instance_count()), (798, 665));
+    let mut per_class = std::collections::BTreeMap::new();
+    let mut several = 0;
+    for video in &s.videos {
+        let row = video.first_frame_row as usize;
+        let files = s.masks.iter().filter(|m| m.frame_row == row as i64).count();
+        several += usize::from(files > 1);
+        let instances = s.masks_of(row).expect("every BUSI image is annotated");
+        let class = video.class_name.clone().unwrap();
+        *per_class.entry(class.clone()).or_insert(0) += instances.len();
+        if class == "normal" {
+            assert_eq!((files, instances.len()), (1, 0), "{}", video.source_path);
+        }
+        let (w, h) = usctl::ingest::geometry::fit(video.width.unwrap() as u32, video.height.unwrap() as u32, 256);
+        let (x0, y0) = ((256 - w as i32) / 2, (256 - h as i32) / 2);
+        for i in &instances {
+            let [x, y, bw, bh] = i.bbox();
+            assert!(x >= x0 && y >= y0 && x + bw <= x0 + w as i32 && y + bh <= y0 + h as i32, "{}: {:?}", i.row.source_path, i.bbox());
+        }
+    }
+    assert_eq!(several, 17);
+    assert_eq!(per_class.into_iter().collect::<Vec<_>>(), vec![("benign".to_string(), 454), ("malignant".to_string(), 211), ("normal".to_string(), 0)]);
+    assert!(s.masks.iter().all(|m| (m.source_pixels > 0) == (m.pixels > 0)), "a lesion vanished at 256 px");
+    assert!(usctl::store::verify::verify(&v).unwrap().is_ok());
+}
+
 /// The pins committed in dataset_manifests/ match the copies in ../shared/datasets (`usctl
 /// manifest pin --check`): a manifest edited without pinning again, or a changed copy, fails here.
 #[test]

@@ -7,6 +7,7 @@
 
 pub mod decode;
 pub mod geometry;
+pub mod masks;
 pub mod resample;
 mod same_bytes;
 
@@ -17,7 +18,7 @@ use crate::manifest::pin::{self, PinCheck};
 use crate::manifest::{AbsentSource, Entry, Manifest, Problem, WhenAbsent};
 use crate::store::index::VideoRow;
 use crate::store::reader::Store;
-use crate::store::version::{version_id, SourceState};
+use crate::store::version::{version_id, MaskState, SourceState};
 use crate::store::writer::StoreWriter;
 use crate::store::{list_versions, IngestParams, StoreMeta, FORMAT_NAME, FORMAT_VERSION};
 use decode::{Decoded, Mode};
@@ -120,6 +121,22 @@ fn hash_entry(e: &Entry) -> Hashed {
     }
 }
 
+/// The mask files of each entry, hashed (empty for an entry without masks).
+fn hash_masks(e: &Entry) -> Vec<masks::HashedMask> {
+    e.masks
+        .iter()
+        .flatten()
+        .map(|m| {
+            let (bytes, sha256, error) = match sha256_file(&m.path) {
+                Ok((0, _)) => (Some(0), None, Some(SourceError::Empty.to_string())),
+                Ok((n, sha)) => (Some(n), Some(sha), None),
+                Err(err) => (None, None, Some(SourceError::Unreadable(err.to_string()).to_string())),
+            };
+            masks::HashedMask { rel_path: m.rel_path.clone(), path: m.path.clone(), bytes, sha256, error }
+        })
+        .collect()
+}
+
 pub fn params(fps: Rational, size: u32) -> IngestParams {
     IngestParams { fps: fps.to_string(), size, pixel_format: PIXEL_FORMAT.into(), fit: FIT.into(), decoder: decode::runtime_versions() }
 }
@@ -205,7 +222,8 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     let bar = progress_bar(opts.progress, entries.len());
     bar.set_message("hashing");
     let hashed: Vec<Hashed> = pool.install(|| entries.par_iter().map(hash_entry).collect());
-    let pins = check_pins(opts, &manifest, entries, &hashed)?;
+    let mask_hashes: Vec<Vec<masks::HashedMask>> = pool.install(|| entries.par_iter().map(hash_masks).collect());
+    let pins = check_pins(opts, &manifest, entries, &hashed, &mask_hashes)?;
 
     let params = params(opts.fps, opts.size);
     let unreadable: Vec<Option<String>> = hashed.iter().map(|h| h.error.as_ref().map(|e| e.to_string())).collect();
@@ -213,13 +231,15 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
         .iter()
         .zip(&hashed)
         .zip(&unreadable)
-        .map(|((e, h), why)| SourceState {
+        .zip(&mask_hashes)
+        .map(|(((e, h), why), masks)| SourceState {
             rel_path: &e.rel_path,
             subdataset: &e.subdataset,
             class: e.class.as_ref().map(|c| c.0.as_str()),
             patient: e.patient.as_deref(),
             sha256: h.sha256.as_deref(),
             unreadable: why.as_deref(),
+            masks: masks.iter().map(|m| MaskState { rel_path: &m.rel_path, sha256: m.sha256.as_deref(), unreadable: m.error.as_deref() }).collect(),
         })
         .collect();
     let (id, full_id) = version_id(&manifest_bytes, &params, &states);
@@ -228,25 +248,35 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     let cleaned = remove_leftovers(&dataset_dir);
     let existing = list_versions(&dataset_dir)?.into_iter().rev().find(|v| v.id == id);
     let reuse = |path: PathBuf| -> Result<_, IngestError> {
-        let videos = Store::open(&path)?.videos;
-        Ok((path, videos, true))
+        let store = Store::open(&path)?;
+        let problems = unstored_masks(entries, &store);
+        Ok((path, store.videos, true, problems, Vec::new()))
     };
-    let (version_dir, rows, reused) = if let Some(v) = existing {
+    let (version_dir, rows, reused, mask_problems, mask_notes) = if let Some(v) = existing {
         reuse(v.path)?
     } else {
         bar.set_message("decoding");
         let frame_bytes = (opts.size * opts.size) as usize;
+        let (mut mask_problems, mut mask_notes) = (Vec::new(), Vec::new());
         let mut writer = StoreWriter::create(&dataset_dir, &id, opts.size as usize)?;
         run_ordered(
             &pool,
             entries.len(),
-            |i| match &hashed[i].error {
-                Some(e) => Decoded::failed(if decode::is_still_image(&entries[i].path) { "image" } else { "video" }, e.clone()),
-                None => decode::decode(&entries[i].path, opts.fps, opts.size, Mode::Store),
+            |i| {
+                let d = match &hashed[i].error {
+                    Some(e) => Decoded::failed(if decode::is_still_image(&entries[i].path) { "image" } else { "video" }, e.clone()),
+                    None => decode::decode(&entries[i].path, opts.fps, opts.size, Mode::Store),
+                };
+                let m = masks_of(&entries[i], &mask_hashes[i], &d, opts.size);
+                (d, m)
             },
-            |i, d| {
+            |i, (d, m)| {
                 bar.inc(1);
-                writer.add(row(&entries[i], &hashed[i], &d), &d.pixels, &d.frames)
+                writer.add(row(&entries[i], &hashed[i], &d), &d.pixels, &d.frames)?;
+                writer.add_masks(&m.masks)?;
+                mask_problems.extend(m.problems);
+                mask_notes.extend(m.notes);
+                Ok::<(), IngestError>(())
             },
         )?;
         let meta = StoreMeta {
@@ -269,7 +299,7 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
             // An identical ingest published first: report what that version holds.
             reuse(v.path)?
         } else {
-            (v.path, rows, false)
+            (v.path, rows, false, mask_problems, mask_notes)
         }
     };
     bar.finish_and_clear();
@@ -279,6 +309,7 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     let listed: std::collections::BTreeSet<&str> = entries.iter().map(|e| e.rel_path.as_str()).collect();
     let mut problems: Vec<Problem> = resolved.problems.iter().filter(|p| !listed.contains(p.path.as_str())).cloned().collect();
     problems.append(&mut report.problems);
+    problems.extend(mask_problems);
     report.problems = problems;
     // Identical files with different classes first: the terminal shows only the first notes.
     let shas: Vec<Option<&str>> = hashed.iter().map(|h| h.sha256.as_deref()).collect();
@@ -286,6 +317,7 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     notes.extend(resolved.notes.iter().cloned());
     notes.append(&mut copies);
     notes.extend(cleaned);
+    notes.extend(mask_notes);
     report.notes = notes;
     if let Some(p) = &pins {
         // Pins of a sub-dataset left out as absent are not problems: the sub-dataset is reported.
@@ -311,17 +343,59 @@ pub fn ingest(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
 /// Compares the sources (and metadata CSVs) with the manifest's pins, before anything is decoded:
 /// a file with other bytes than its pin stops the ingest unless `accept_changed`; files without a
 /// pin are ingested and listed.
-fn check_pins(opts: &IngestOptions, manifest: &Manifest, entries: &[Entry], hashed: &[Hashed]) -> Result<Option<PinCheck>, IngestError> {
+fn check_pins(
+    opts: &IngestOptions,
+    manifest: &Manifest,
+    entries: &[Entry],
+    hashed: &[Hashed],
+    mask_hashes: &[Vec<masks::HashedMask>],
+) -> Result<Option<PinCheck>, IngestError> {
     let Some(pinned) = &manifest.pinned else { return Ok(None) };
     let metadata = pin::metadata_digests(manifest, &opts.raw);
     let media = entries.iter().zip(hashed).map(|(e, h)| (e.rel_path.as_str(), h.bytes.zip(h.sha256.as_deref())));
+    let masks = mask_hashes.iter().flatten().map(|m| (m.rel_path.as_str(), m.bytes.zip(m.sha256.as_deref())));
     let csvs = metadata.iter().map(|(p, d)| (p.as_str(), d.as_ref().map(|(n, s)| (*n, s.as_str()))));
-    let mut check = pin::check(pinned, media.chain(csvs));
+    let mut check = pin::check(pinned, media.chain(masks).chain(csvs));
     if check.refuses() && !opts.accept_changed {
         return Err(IngestError::Pins { manifest: opts.manifest.clone(), raw: opts.raw.clone(), count: check.changed.len(), listing: check.listing(5) });
     }
     check.accepted = check.refuses();
     Ok(Some(check))
+}
+
+/// The masks of one decoded entry (`[source.masks]`): none without a rule or without a stored
+/// frame; a problem for a video, whose masks are not read (still images only).
+fn masks_of(e: &Entry, hashed: &[masks::HashedMask], d: &Decoded, size: u32) -> masks::MaskOutcome {
+    if e.masks.is_none() || d.frames.is_empty() {
+        return masks::MaskOutcome::default();
+    }
+    match (d.kind, d.width, d.height) {
+        ("image", Some(w), Some(h)) => masks::load(&e.rel_path, hashed, w as u32, h as u32, size),
+        _ => masks::MaskOutcome {
+            problems: vec![Problem {
+                path: e.rel_path.clone(),
+                reason: "its source declares [source.masks] but it is a video: masks are read for still images only, so none are stored".into(),
+            }],
+            ..Default::default()
+        },
+    }
+}
+
+/// For a reused version: the entries whose source declares masks and whose stored frame has none
+/// (the ingest that made the version reported why).
+fn unstored_masks(entries: &[Entry], store: &Store) -> Vec<Problem> {
+    let stored: std::collections::BTreeSet<i64> = store.masks.iter().map(|m| m.frame_row).collect();
+    entries
+        .iter()
+        .zip(&store.videos)
+        .filter(|(e, v)| e.masks.is_some() && v.frames_kept > 0 && !stored.contains(&v.first_frame_row))
+        .map(|(e, _)| Problem {
+            path: e.rel_path.clone(),
+            reason:
+                "its frame was stored without masks (none found, unreadable, or of another size than the image; the ingest that made this version said which)"
+                    .into(),
+        })
+        .collect()
 }
 
 /// Removes the temporary version directories that dead ingests left in the dataset folder

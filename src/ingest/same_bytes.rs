@@ -45,6 +45,7 @@ mod tests {
             class: class.map(|c| (c.to_string(), 0)),
             patient: None,
             missing: false,
+            masks: None,
         }
     }
 

@@ -150,6 +150,11 @@ fn named_files(manifest: &Manifest, raw: &Path, manifest_path: &Path) -> Result<
             let rel = &e.rel_path[prefix.len()..];
             let licence = licences.as_ref().and_then(|l| l.get(rel, "licence").ok().flatten());
             files.entry(e.rel_path.clone()).or_insert(Named { rel_path: e.rel_path.clone(), path: e.path.clone(), url: url_of(rel), licence });
+            // Its mask files (`[source.masks]`), with the source's URL base and no licence of their own.
+            for m in e.masks.iter().flatten() {
+                let rel = &m.rel_path[prefix.len()..];
+                files.entry(m.rel_path.clone()).or_insert(Named { rel_path: m.rel_path.clone(), path: m.path.clone(), url: url_of(rel), licence: None });
+            }
         }
         for rel_path in source.metadata_files() {
             let rel = rel_path[prefix.len()..].to_string();

@@ -5,12 +5,13 @@
 //! `usctl verify`. `Store::open` runs it, and with it `usctl verify`, `info`, `train`, `eval` and an
 //! ingest that reuses a version.
 
-use super::index::{self, FrameRow, VideoRow};
+use super::index::{self, FrameRow, MaskRow, VideoRow};
 use super::*;
 use crate::hash::{sha256_file, sha256_hex};
 use std::fs::File;
 
-/// Files whose size and sha256 are checked on every open; the payload's size only.
+/// Files whose size and sha256 are checked on every open (and, from format 4, masks.parquet);
+/// the payloads' sizes only.
 pub const HASHED_ON_OPEN: [&str; 3] = [FRAMES_FILE, MANIFEST_FILE, VIDEOS_FILE];
 
 /// A version that passed every check, with its payload file open.
@@ -19,6 +20,9 @@ pub struct Checked {
     pub videos: Vec<VideoRow>,
     pub frames: Vec<FrameRow>,
     pub payload: File,
+    /// Format 4: the rows of masks.parquet and masks.u8, open; formats 1 to 3: none.
+    pub masks: Vec<MaskRow>,
+    pub masks_payload: Option<File>,
 }
 
 /// store.json's bytes: the object pretty-printed by serde_json (2-space indent), then a newline.
@@ -55,7 +59,8 @@ pub fn check_named(dir: &Path, dataset: &str, folder: &str) -> Result<Checked, S
     if meta_intact(&meta) == Some(false) {
         return Err(differs(META_FILE, "its content does not match its meta_sha256 (it was edited after ingest)".into()));
     }
-    for name in HASHED_ON_OPEN {
+    let has_masks = meta.format_version >= MASKS_FORMAT;
+    for name in HASHED_ON_OPEN.into_iter().chain(has_masks.then_some(MASKS_FILE)) {
         let path = dir.join(name);
         let want = meta.files.get(name).ok_or_else(|| differs(META_FILE, format!("it records no digest for {name}")))?;
         let (bytes, sha256) = sha256_file(&path).map_err(StoreError::io(&path))?;
@@ -73,13 +78,31 @@ pub fn check_named(dir: &Path, dataset: &str, folder: &str) -> Result<Checked, S
             format!("{len} bytes, but store.json records {recorded:?} bytes and {} frames of {} bytes", meta.frames, meta.frame_bytes),
         ));
     }
+    let (masks, masks_payload) = if has_masks {
+        let masks = index::read_masks(&dir.join(MASKS_FILE))?;
+        let path = dir.join(MASKS_PAYLOAD_FILE);
+        let file = File::open(&path).map_err(StoreError::io(&path))?;
+        let len = file.metadata().map_err(StoreError::io(&path))?.len();
+        let instances = masks.iter().filter(|m| m.instance.is_some()).count() as u64;
+        let recorded = meta.files.get(MASKS_PAYLOAD_FILE).map(|f| f.bytes);
+        if recorded != Some(len) || instances.checked_mul(meta.frame_bytes) != Some(len) {
+            return Err(differs(
+                MASKS_PAYLOAD_FILE,
+                format!("{len} bytes, but store.json records {recorded:?} bytes and masks.parquet {instances} instances of {} bytes", meta.frame_bytes),
+            ));
+        }
+        (masks, Some(file))
+    } else {
+        (Vec::new(), None)
+    };
     let manifest = stored_manifest(dir)?;
     let videos = index::read_videos(&dir.join(VIDEOS_FILE))?;
     let frames = index::read_frames(&dir.join(FRAMES_FILE), meta.format_version)?;
     let meta_agrees = meta_agrees(&meta, &manifest, dataset, folder, videos.len(), frames.len());
     meta_agrees.map_err(|m| differs(META_FILE, m))?;
     tables_agree(&meta, &videos, &frames).map_err(|m| differs(VIDEOS_FILE, m))?;
-    Ok(Checked { meta, videos, frames, payload })
+    masks_agree(&masks, &frames, meta.params.size).map_err(|m| differs(MASKS_FILE, m))?;
+    Ok(Checked { meta, videos, frames, payload, masks, masks_payload })
 }
 
 /// The names of the dataset folder and of the version folder (symbolic links resolved).
@@ -123,6 +146,38 @@ fn meta_agrees(meta: &StoreMeta, manifest: &ManifestNames, dataset: &str, folder
             "version_id '{}' is not both the id in the folder name '{folder}' and the start of version_sha256 '{}'",
             meta.version_id, meta.version_sha256
         ));
+    }
+    Ok(())
+}
+
+/// Mask rows follow frame order, number a frame's files from 0, name the frame's own video, and
+/// number the instances (rows with lesion pixels, and only those, with a box inside the frame)
+/// 0, 1, 2, … in order.
+fn masks_agree(masks: &[MaskRow], frames: &[FrameRow], size: u32) -> Result<(), String> {
+    let mut next_instance = 0i64;
+    for (i, m) in masks.iter().enumerate() {
+        let at = format!("row {i} ({})", m.source_path);
+        let frame = usize::try_from(m.frame_row).ok().and_then(|r| frames.get(r));
+        if frame.is_none_or(|f| f.video_id != m.video_id) {
+            return Err(format!("{at}: frame_row {} is not a stored frame of video {}", m.frame_row, m.video_id));
+        }
+        let expected_index = match i.checked_sub(1).map(|p| &masks[p]) {
+            Some(prev) if prev.frame_row == m.frame_row => prev.mask_index + 1,
+            Some(prev) if prev.frame_row > m.frame_row => return Err(format!("{at}: rows are not in frame order")),
+            _ => 0,
+        };
+        if m.mask_index != expected_index {
+            return Err(format!("{at}: mask_index {} where {expected_index} comes next", m.mask_index));
+        }
+        let inside = m.bbox.is_some_and(|[x, y, w, h]| x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= size as i32 && y + h <= size as i32);
+        let consistent = match m.instance {
+            Some(k) => m.pixels > 0 && inside && k == next_instance,
+            None => m.pixels == 0 && m.bbox.is_none(),
+        };
+        if !consistent {
+            return Err(format!("{at}: pixels {}, instance {:?} and bbox {:?} disagree (next instance {next_instance})", m.pixels, m.instance, m.bbox));
+        }
+        next_instance += i64::from(m.instance.is_some());
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! The store's Parquet index (docs/store-format.md): `frames.parquet` (one row per stored frame)
-//! and `videos.parquet` (one row per manifest entry, including the ones that were skipped).
+//! The store's Parquet index (docs/store-format.md): `frames.parquet` (one row per stored frame),
+//! `videos.parquet` (one row per manifest entry, including the ones that were skipped) and, from
+//! format 4, `masks.parquet` (one row per mask file of a stored frame).
 //! This is the only file that touches the Parquet library. It uses the `parquet` crate's
 //! low-level column API and no Arrow, so the build carries a single, small columnar stack.
 
@@ -55,6 +56,44 @@ pub const VIDEOS_SCHEMA: &str = "message videos {
   required binary status (STRING);
   optional binary message (STRING);
 }";
+
+/// masks.parquet (format 4): one row per mask file of an annotated frame, in frame order, then
+/// mask order.
+pub const MASKS_SCHEMA: &str = "message masks {
+  required int64 frame_row;
+  required int32 video_id;
+  required int32 mask_index;
+  required binary source_path (STRING);
+  required binary source_sha256 (STRING);
+  required int64 source_pixels;
+  required int64 pixels;
+  optional int64 instance;
+  optional int32 bbox_x;
+  optional int32 bbox_y;
+  optional int32 bbox_w;
+  optional int32 bbox_h;
+}";
+
+/// One mask file of a stored frame (format 4). A file whose stored mask has lesion pixels is an
+/// instance (`instance`: its position in masks.u8, `bbox` its bounding box); an empty one is
+/// recorded with neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskRow {
+    pub frame_row: i64,
+    pub video_id: i32,
+    /// 0-based position among the frame's mask files (file-name order).
+    pub mask_index: i32,
+    /// Path of the mask file relative to --raw.
+    pub source_path: String,
+    pub source_sha256: String,
+    /// Lesion (nonzero) pixels in the source mask.
+    pub source_pixels: i64,
+    /// Lesion pixels in the stored S×S mask.
+    pub pixels: i64,
+    pub instance: Option<i64>,
+    /// x, y, w, h in stored coordinates (w, h count pixels: max − min + 1).
+    pub bbox: Option<[i32; 4]>,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameRow {
@@ -244,6 +283,50 @@ pub fn write_videos(path: &Path, rows: &[VideoRow]) -> Result<(), StoreError> {
     )
 }
 
+pub fn write_masks(path: &Path, rows: &[MaskRow]) -> Result<(), StoreError> {
+    let bbox = |k: usize| Column::I32(rows.iter().map(|r| r.bbox.map(|b| b[k])).collect());
+    write_table(
+        path,
+        MASKS_SCHEMA,
+        vec![
+            Column::I64(rows.iter().map(|r| Some(r.frame_row)).collect()),
+            Column::I32(rows.iter().map(|r| Some(r.video_id)).collect()),
+            Column::I32(rows.iter().map(|r| Some(r.mask_index)).collect()),
+            Column::Str(rows.iter().map(|r| Some(r.source_path.clone())).collect()),
+            Column::Str(rows.iter().map(|r| Some(r.source_sha256.clone())).collect()),
+            Column::I64(rows.iter().map(|r| Some(r.source_pixels)).collect()),
+            Column::I64(rows.iter().map(|r| Some(r.pixels)).collect()),
+            Column::I64(rows.iter().map(|r| r.instance).collect()),
+            bbox(0),
+            bbox(1),
+            bbox(2),
+            bbox(3),
+        ],
+    )
+}
+
+pub fn read_masks(path: &Path) -> Result<Vec<MaskRow>, StoreError> {
+    read_table(path, MASKS_SCHEMA, |f| {
+        let b = [int(&f[8])?, int(&f[9])?, int(&f[10])?, int(&f[11])?];
+        let bbox = match b {
+            [Some(x), Some(y), Some(w), Some(h)] => Some([x, y, w, h]),
+            [None, None, None, None] => None,
+            _ => return None,
+        };
+        Some(MaskRow {
+            frame_row: long(&f[0])??,
+            video_id: int(&f[1])??,
+            mask_index: int(&f[2])??,
+            source_path: string(&f[3])??,
+            source_sha256: string(&f[4])??,
+            source_pixels: long(&f[5])??,
+            pixels: long(&f[6])??,
+            instance: long(&f[7])?,
+            bbox,
+        })
+    })
+}
+
 /// Reads every row of a table whose column names must equal those of `schema`, in order.
 fn read_table<T>(path: &Path, schema: &str, mut row: impl FnMut(&[Field]) -> Option<T>) -> Result<Vec<T>, StoreError> {
     let expected = parse_message_type(schema).map_err(|e| corrupt(path, e))?;
@@ -361,6 +444,20 @@ mod tests {
         }
     }
 
+    fn sample_mask() -> MaskRow {
+        MaskRow {
+            frame_row: 3,
+            video_id: 1,
+            mask_index: 0,
+            source_path: "m/a_mask.png".into(),
+            source_sha256: "cd".repeat(32),
+            source_pixels: 40,
+            pixels: 10,
+            instance: Some(0),
+            bbox: Some([1, 2, 5, 2]),
+        }
+    }
+
     #[test]
     fn round_trips_both_tables() {
         let dir = tempfile::tempdir().unwrap();
@@ -376,6 +473,14 @@ mod tests {
         let err = read_frames(&dir.path().join("f.parquet"), 2).unwrap_err().to_string();
         assert!(err.contains("columns"), "{err}");
         assert_eq!(read_videos(&dir.path().join("v.parquet")).unwrap(), videos);
+        let masks = vec![
+            sample_mask(),
+            MaskRow { mask_index: 1, source_path: "m/a_mask_1.png".into(), source_pixels: 0, pixels: 0, instance: None, bbox: None, ..sample_mask() },
+        ];
+        write_masks(&dir.path().join("m.parquet"), &masks).unwrap();
+        assert_eq!(read_masks(&dir.path().join("m.parquet")).unwrap(), masks);
+        write_masks(&dir.path().join("me.parquet"), &[]).unwrap();
+        assert!(read_masks(&dir.path().join("me.parquet")).unwrap().is_empty());
         // Empty tables are valid too (an ingest where every file failed).
         write_frames(&dir.path().join("e.parquet"), &[]).unwrap();
         assert!(read_frames(&dir.path().join("e.parquet"), 3).unwrap().is_empty());

@@ -7,6 +7,8 @@
 //!     frames.parquet   one row per stored frame
 //!     videos.parquet   one row per manifest entry (skipped ones too, with their reason)
 //!     manifest.toml    the manifest exactly as ingested
+//!     masks.u8         format 4: lesion masks, S×S bytes (0/1) per instance, in masks.parquet order
+//!     masks.parquet    format 4: one row per mask file of a stored frame (instance or empty)
 //! ```
 //! A version directory is written under a temporary name and renamed into place when complete;
 //! published versions are never modified. `<seq>` orders versions by publication.
@@ -16,6 +18,7 @@ pub mod diff;
 pub mod index;
 pub mod interrupt;
 pub mod lock;
+pub mod masks;
 pub mod pack;
 pub mod reader;
 pub mod verify;
@@ -28,8 +31,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The format this usctl writes. It reads every format from `OLDEST_READABLE_FORMAT` on: format 1
-/// has no `meta_sha256`, formats 1 and 2 have no frame hashes (docs/store-format.md).
-pub const FORMAT_VERSION: u32 = 3;
+/// has no `meta_sha256`, formats 1 and 2 have no frame hashes, formats 1 to 3 have no masks
+/// (docs/store-format.md).
+pub const FORMAT_VERSION: u32 = 4;
+/// The first format with masks.u8 and masks.parquet.
+pub const MASKS_FORMAT: u32 = 4;
 pub const OLDEST_READABLE_FORMAT: u32 = 1;
 pub const FORMAT_NAME: &str = "usctl-store";
 pub const META_FILE: &str = "store.json";
@@ -37,6 +43,8 @@ pub const PAYLOAD_FILE: &str = "frames.u8";
 pub const FRAMES_FILE: &str = "frames.parquet";
 pub const VIDEOS_FILE: &str = "videos.parquet";
 pub const MANIFEST_FILE: &str = "manifest.toml";
+pub const MASKS_PAYLOAD_FILE: &str = "masks.u8";
+pub const MASKS_FILE: &str = "masks.parquet";
 pub const TMP_PREFIX: &str = ".tmp-";
 /// Held (and present) in a dataset folder while a version is being published there.
 pub const LOCK_FILE: &str = ".publish.lock";

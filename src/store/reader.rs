@@ -2,7 +2,8 @@
 //! loader, verify, tools) get frames as borrowed slices of the map: no copy, no file opens per
 //! frame, and resident memory that the kernel can drop under pressure.
 
-use super::index::{FrameRow, VideoRow};
+use super::index::{FrameRow, MaskRow, VideoRow};
+use super::masks::Instance;
 use super::*;
 use memmap2::Mmap;
 
@@ -11,14 +12,17 @@ pub struct Store {
     pub meta: StoreMeta,
     pub videos: Vec<VideoRow>,
     pub frames: Vec<FrameRow>,
+    /// Format 4: one row per mask file of a stored frame (masks.parquet); empty before.
+    pub masks: Vec<MaskRow>,
     map: Option<Mmap>,
+    masks_map: Option<Mmap>,
 }
 
 impl Store {
     /// Opens a version directory (see `locate` for the ways a user can name one) after checking
     /// it (`check::check`): a version that differs from its store.json is refused.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let check::Checked { meta, videos, frames, payload } = check::check(dir)?;
+        let check::Checked { meta, videos, frames, payload, masks, masks_payload } = check::check(dir)?;
         let map = if meta.frames * meta.frame_bytes == 0 {
             None
         } else {
@@ -32,7 +36,36 @@ impl Store {
             let path = dir.join(PAYLOAD_FILE);
             Some(unsafe { Mmap::map(&payload) }.map_err(StoreError::io(&path))?)
         };
-        Ok(Store { dir: dir.to_path_buf(), meta, videos, frames, map })
+        let masks_map = match masks_payload {
+            Some(file) if masks.iter().any(|m| m.instance.is_some()) => {
+                // SAFETY: as for frames.u8 above: read-only, private, a file of an immutable
+                // published version whose length was checked against masks.parquet in `check`.
+                let path = dir.join(MASKS_PAYLOAD_FILE);
+                Some(unsafe { Mmap::map(&file) }.map_err(StoreError::io(&path))?)
+            }
+            _ => None,
+        };
+        Ok(Store { dir: dir.to_path_buf(), meta, videos, frames, masks, map, masks_map })
+    }
+
+    /// The lesions of one stored frame, in mask-file order, their masks borrowed from the memory
+    /// map: `None` when the frame has no mask files (no `[source.masks]`, a video, a store of
+    /// format 1 to 3, or masks that were missing or unusable at ingest), `Some(vec![])` when its
+    /// mask files were all empty (annotated, no lesion).
+    pub fn masks_of(&self, frame_row: usize) -> Option<Vec<Instance<'_>>> {
+        let start = self.masks.partition_point(|m| m.frame_row < frame_row as i64);
+        let rows = &self.masks[start..start + self.masks[start..].partition_point(|m| m.frame_row == frame_row as i64)];
+        if rows.is_empty() {
+            return None;
+        }
+        let n = self.frame_bytes();
+        let bytes = self.masks_map.as_deref().unwrap_or(&[]);
+        Some(rows.iter().filter_map(|row| row.instance.map(|k| Instance { row, mask: &bytes[k as usize * n..(k as usize + 1) * n] })).collect())
+    }
+
+    /// Instances (mask files with lesion pixels) in the version.
+    pub fn instance_count(&self) -> usize {
+        self.masks.iter().filter(|m| m.instance.is_some()).count()
     }
 
     /// The whole payload.

@@ -1,11 +1,12 @@
 //! `usctl verify`: checks store.json against its self-digest, re-hashes every other file of a
 //! version and every video's frames against the digests recorded at ingest, runs the checks of
-//! opening (`check`), and names what differs.
+//! opening (`check`), and names what differs; from format 4 also each instance's pixel count
+//! and box against its stored mask.
 
 use super::check::meta_intact;
 use super::index::FrameHashes;
 use super::reader::Store;
-use super::{StoreMeta, FRAMES_FILE, META_FILE, VIDEOS_FILE};
+use super::{StoreMeta, FRAMES_FILE, MASKS_FILE, META_FILE, VIDEOS_FILE};
 use crate::error::StoreError;
 use crate::hash::{sha256_file, sha256_hex};
 use serde::Serialize;
@@ -61,7 +62,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
         }
     }
     // Per-video digests need an index and a store.json that are themselves intact.
-    let index_bad = report.bad_files.iter().any(|f| [VIDEOS_FILE, FRAMES_FILE, META_FILE].iter().any(|n| f.starts_with(n)));
+    let index_bad = report.bad_files.iter().any(|f| [VIDEOS_FILE, FRAMES_FILE, MASKS_FILE, META_FILE].iter().any(|n| f.starts_with(n)));
     if index_bad {
         return Ok(report);
     }
@@ -91,6 +92,15 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
                 v.source_path,
                 wrong.len()
             ));
+        }
+    }
+    // Format 4: each instance's recorded pixel count and box are those of its stored mask.
+    let size = store.meta.params.size as usize;
+    for frame in store.masks.iter().map(|m| m.frame_row as usize).collect::<std::collections::BTreeSet<_>>() {
+        for inst in store.masks_of(frame).unwrap_or_default() {
+            if super::masks::measure(inst.mask, size) != (inst.row.pixels, inst.row.bbox) {
+                report.bad_files.push(format!("{MASKS_FILE} (pixels or bbox of {} are not those of its mask in masks.u8)", inst.row.source_path));
+            }
         }
     }
     Ok(report)

@@ -17,6 +17,17 @@ pub struct SourceState<'a> {
     pub sha256: Option<&'a str>,
     /// Why it could not be read, if so.
     pub unreadable: Option<&'a str>,
+    /// Its mask files (`[source.masks]`, format 4), in file-name order; not written when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masks: Vec<MaskState<'a>>,
+}
+
+/// One mask file of a source when the version was made.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaskState<'a> {
+    pub rel_path: &'a str,
+    pub sha256: Option<&'a str>,
+    pub unreadable: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -45,7 +56,7 @@ mod tests {
     }
 
     fn src<'a>(sha: &'a str) -> SourceState<'a> {
-        SourceState { rel_path: "a.mp4", subdataset: "s", class: Some("c"), patient: None, sha256: Some(sha), unreadable: None }
+        SourceState { rel_path: "a.mp4", subdataset: "s", class: Some("c"), patient: None, sha256: Some(sha), unreadable: None, masks: Vec::new() }
     }
 
     #[test]
@@ -58,12 +69,17 @@ mod tests {
         p.size = 128;
         let mut relabelled = src("aa");
         relabelled.class = Some("d");
+        let mask = |sha| MaskState { rel_path: "m.png", sha256: Some(sha), unreadable: None };
+        let with_mask = SourceState { masks: vec![mask("m1")], ..src("aa") };
+        let other_mask = SourceState { masks: vec![mask("m2")], ..src("aa") };
+        assert_ne!(version_id(b"m", &params(), &[with_mask]), version_id(b"m", &params(), &[other_mask]));
         for other in [
             version_id(b"m2", &params(), &[src("aa")]),
             version_id(b"m", &p, &[src("aa")]),
             version_id(b"m", &params(), &[src("ab")]),
             version_id(b"m", &params(), &[relabelled]),
             version_id(b"m", &params(), &[]),
+            version_id(b"m", &params(), &[SourceState { masks: vec![mask("m1")], ..src("aa") }]),
         ] {
             assert_ne!(base, other);
         }

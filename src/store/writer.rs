@@ -3,7 +3,7 @@
 //! identical ingest that finishes second reuses the first one's version. A failed or interrupted
 //! ingest leaves published versions untouched and removes its temporary directory.
 
-use super::index::{self, FrameHashes, FrameRow, VideoRow};
+use super::index::{self, FrameHashes, FrameRow, MaskRow, VideoRow};
 use super::lock::PublishLock;
 use super::*;
 use crate::files::sync_dir;
@@ -24,7 +24,21 @@ pub struct StoreWriter {
     payload_bytes: u64,
     frames: Vec<FrameRow>,
     videos: Vec<VideoRow>,
+    masks_payload: Option<BufWriter<File>>,
+    masks_hasher: Sha256,
+    masks: Vec<MaskRow>,
+    instances: i64,
     published: bool,
+}
+
+/// One mask file of a frame, already in stored geometry (S×S bytes, nonzero = lesion).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMask {
+    pub source_path: String,
+    pub source_sha256: String,
+    /// Lesion pixels in the source mask.
+    pub source_pixels: i64,
+    pub mask: Vec<u8>,
 }
 
 /// The version a `publish` left in place.
@@ -56,6 +70,8 @@ impl StoreWriter {
         interrupt::register(&tmp);
         let payload_path = tmp.join(PAYLOAD_FILE);
         let file = File::create(&payload_path).map_err(StoreError::io(&payload_path))?;
+        let masks_path = tmp.join(MASKS_PAYLOAD_FILE);
+        let masks_file = File::create(&masks_path).map_err(StoreError::io(&masks_path))?;
         Ok(StoreWriter {
             dataset_dir: dataset_dir.to_path_buf(),
             tmp,
@@ -67,6 +83,10 @@ impl StoreWriter {
             payload_bytes: 0,
             frames: Vec::new(),
             videos: Vec::new(),
+            masks_payload: Some(BufWriter::with_capacity(1 << 20, masks_file)),
+            masks_hasher: Sha256::new(),
+            masks: Vec::new(),
+            instances: 0,
             published: false,
         })
     }
@@ -105,6 +125,49 @@ impl StoreWriter {
         Ok(())
     }
 
+    /// Records the mask files of the first frame of the entry added last (a still image's one
+    /// frame), in the order given: each with lesion pixels becomes the next instance of masks.u8
+    /// (as 0/1 bytes), an empty one a row without instance. No files: nothing is recorded (the
+    /// frame is not annotated).
+    pub fn add_masks(&mut self, masks: &[NewMask]) -> Result<(), StoreError> {
+        if masks.is_empty() {
+            return Ok(());
+        }
+        let corrupt = |message: String| StoreError::Corrupt { path: self.tmp.clone(), message };
+        let Some(video) = self.videos.last().filter(|v| v.frames_kept > 0) else {
+            return Err(corrupt("masks given for an entry without a stored frame".into()));
+        };
+        let (frame_row, video_id) = (video.first_frame_row, video.video_id);
+        let path = self.tmp.join(MASKS_PAYLOAD_FILE);
+        for (i, m) in masks.iter().enumerate() {
+            if m.mask.len() != self.frame_bytes {
+                return Err(corrupt(format!("{}: a mask of {} bytes, frames have {}", m.source_path, m.mask.len(), self.frame_bytes)));
+            }
+            let (pixels, bbox) = super::masks::measure(&m.mask, self.size);
+            let instance = (pixels > 0).then_some(self.instances);
+            if pixels > 0 {
+                let bits: Vec<u8> = m.mask.iter().map(|&v| u8::from(v != 0)).collect();
+                if let Some(w) = self.masks_payload.as_mut() {
+                    w.write_all(&bits).map_err(StoreError::io(&path))?;
+                }
+                self.masks_hasher.update(&bits);
+                self.instances += 1;
+            }
+            self.masks.push(MaskRow {
+                frame_row,
+                video_id,
+                mask_index: i as i32,
+                source_path: m.source_path.clone(),
+                source_sha256: m.source_sha256.clone(),
+                source_pixels: m.source_pixels,
+                pixels,
+                instance,
+                bbox,
+            });
+        }
+        Ok(())
+    }
+
     pub fn videos(&self) -> &[VideoRow] {
         &self.videos
     }
@@ -118,12 +181,20 @@ impl StoreWriter {
             let file = w.into_inner().map_err(|e| StoreError::Io { path: payload_path.clone(), source: e.into_error() })?;
             file.sync_all().map_err(StoreError::io(&payload_path))?;
         }
+        let masks_path = self.tmp.join(MASKS_PAYLOAD_FILE);
+        if let Some(w) = self.masks_payload.take() {
+            let file = w.into_inner().map_err(|e| StoreError::Io { path: masks_path.clone(), source: e.into_error() })?;
+            file.sync_all().map_err(StoreError::io(&masks_path))?;
+        }
         let mut files = BTreeMap::new();
         files.insert(PAYLOAD_FILE.to_string(), FileDigest { bytes: self.payload_bytes, sha256: hex(&std::mem::take(&mut self.hasher).finalize()) });
+        let mask_bytes = self.instances as u64 * self.frame_bytes as u64;
+        files.insert(MASKS_PAYLOAD_FILE.to_string(), FileDigest { bytes: mask_bytes, sha256: hex(&std::mem::take(&mut self.masks_hasher).finalize()) });
         index::write_frames(&self.tmp.join(FRAMES_FILE), &self.frames)?;
         index::write_videos(&self.tmp.join(VIDEOS_FILE), &self.videos)?;
+        index::write_masks(&self.tmp.join(MASKS_FILE), &self.masks)?;
         write_synced(&self.tmp.join(MANIFEST_FILE), manifest)?;
-        for name in [FRAMES_FILE, VIDEOS_FILE, MANIFEST_FILE] {
+        for name in [FRAMES_FILE, VIDEOS_FILE, MANIFEST_FILE, MASKS_FILE] {
             let path = self.tmp.join(name);
             let (bytes, sha256) = sha256_file(&path).map_err(StoreError::io(&path))?;
             files.insert(name.to_string(), FileDigest { bytes, sha256 });
@@ -172,6 +243,7 @@ impl Drop for StoreWriter {
     fn drop(&mut self) {
         if !self.published {
             self.payload = None;
+            self.masks_payload = None;
             interrupt::remove(&self.tmp);
         }
     }
