@@ -194,3 +194,17 @@ fn a_video_in_a_source_with_masks_is_reported_and_gets_none() {
     assert!(clip.frames_kept > 0 && s.masks_of(clip.first_frame_row as usize).is_none());
     assert_eq!(s.instance_count(), 2, "the images' masks are stored as before");
 }
+
+/// `usctl audit --manifest`: mask files the manifest names are accounted for; mask-like files no
+/// image's pattern takes are still listed as unmatched.
+#[test]
+fn the_audit_counts_named_mask_files_as_accounted_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    corpus(&tmp.path().join("raw"));
+    std::fs::write(tmp.path().join("m.toml"), MANIFEST).unwrap();
+    let report = run(tmp.path());
+    let inv =
+        usctl::audit::inventory::inventory(&Store::open(&report.version_dir).unwrap(), Some((&tmp.path().join("m.toml"), &tmp.path().join("raw")))).unwrap();
+    let unmatched = &inv.disk.as_ref().unwrap().unmatched;
+    assert_eq!(unmatched, &vec!["c/mask/two_masks.png".to_string(), "c/mask/twox_mask.png".to_string()]);
+}

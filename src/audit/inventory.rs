@@ -344,7 +344,10 @@ fn on_disk(manifest: &Manifest, manifest_path: &Path, raw: &Path, rows: &[VideoR
         }
     }
 
-    let (unmatched, walk_problems) = unmatched(manifest, raw, &root, &listed);
+    // Mask files the manifest names (`[source.masks]`) are accounted for too.
+    let named: BTreeSet<&str> =
+        listed.iter().copied().chain(resolved.entries.iter().flat_map(|e| e.masks.iter().flatten()).map(|m| m.rel_path.as_str())).collect();
+    let (unmatched, walk_problems) = unmatched(manifest, raw, &root, &named);
     for p in walk_problems {
         if !problems.contains(&p) {
             problems.push(p);
