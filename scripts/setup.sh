@@ -41,26 +41,20 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-have=$(.venv/bin/python -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || true)
-if [ "$have" != "$TORCH_VERSION" ]; then
-  echo "setup: installing torch==$TORCH_VERSION into .venv (about 4.7 GB)"
-  .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
-fi
-have=$(.venv/bin/python -c 'import torchvision; print(torchvision.__version__.split("+")[0])' 2>/dev/null || true)
-if [ "$have" != "$TORCHVISION_VERSION" ]; then
-  echo "setup: installing torchvision==$TORCHVISION_VERSION into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
-fi
-have=$(.venv/bin/python -c 'import polars; print(polars.__version__)' 2>/dev/null || true)
-if [ "$have" != "$POLARS_VERSION" ]; then
-  echo "setup: installing polars==$POLARS_VERSION into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check "polars==$POLARS_VERSION"
-fi
-have=$(.venv/bin/python -c 'from importlib.metadata import version; print(version("pycocotools"))' 2>/dev/null || true)
-if [ "$have" != "$PYCOCOTOOLS_VERSION" ]; then
-  echo "setup: installing pycocotools==$PYCOCOTOOLS_VERSION into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check "pycocotools==$PYCOCOTOOLS_VERSION"
-fi
+# Installs NAME==VERSION (and any further pins given) into .venv unless that version is there.
+ensure() {
+  local name=$1 want=$2 have
+  shift 2
+  have=$(.venv/bin/python -c "from importlib.metadata import version; print(version('$name').split('+')[0])" 2>/dev/null || true)
+  if [ "$have" != "$want" ]; then
+    echo "setup: installing $name==$want into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check "$name==$want" "$@"
+  fi
+}
+ensure torch "$TORCH_VERSION"   # about 4.7 GB
+ensure torchvision "$TORCHVISION_VERSION" "torch==$TORCH_VERSION"
+ensure polars "$POLARS_VERSION"
+ensure pycocotools "$PYCOCOTOOLS_VERSION"
 
 export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1
 cargo build --release --locked
