@@ -9,7 +9,8 @@ use common::{run, text, venv_python};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
-use usctl::eval::coco::{evaluate, CocoSummary, Det, Gt, IouKind, Mask, Shape};
+use usctl::eval::coco::{evaluate, CocoSummary, Det, Gt, IouKind, Shape};
+use usctl::eval::mask::Mask;
 
 struct Case {
     kind: IouKind,

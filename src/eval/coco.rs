@@ -9,13 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A binary mask, row-major: pixel (x, y) is `bits[y * w + x]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Mask {
-    pub w: usize,
-    pub h: usize,
-    pub bits: Vec<bool>,
-}
+use super::mask::Mask;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Shape {

@@ -53,6 +53,47 @@ impl std::str::FromStr for Protocol {
     }
 }
 
+/// What an evaluation scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Class per frame and video (a linear classifier on the pooled features).
+    #[default]
+    Classify,
+    /// Lesion masks per image: a U-Net decoder on the encoder's stages; Dice, IoU, boundary F1.
+    Segment,
+    /// Lesion instances per image (boxes and masks, from the segmentation by a documented rule);
+    /// COCO-style AP. Trains what `segment` trains; the report leads with AP.
+    Detect,
+}
+
+impl Task {
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Classify => "classify",
+            Task::Segment => "segment",
+            Task::Detect => "detect",
+        }
+    }
+
+    /// Segment and detect: per-pixel training on a store with masks.
+    pub fn is_dense(self) -> bool {
+        self != Task::Classify
+    }
+}
+
+impl std::str::FromStr for Task {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "classify" => Ok(Task::Classify),
+            "segment" => Ok(Task::Segment),
+            "detect" => Ok(Task::Detect),
+            _ => Err(format!("unknown task {s:?}: use classify, segment or detect")),
+        }
+    }
+}
+
 /// How the model that is scored on a test fold is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,6 +132,8 @@ impl std::str::FromStr for Selection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalConfig {
+    /// classify (default), segment or detect (a store with lesion masks).
+    pub task: Task,
     /// Root seed: folds, classifier initialisation, batch order and augmentation derive from it.
     pub seed: u64,
     /// k of k-fold cross-validation.
@@ -130,6 +173,7 @@ pub struct EvalConfig {
 impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
+            task: Task::Classify,
             seed: 0,
             folds: 5,
             seeds: 3,
@@ -159,6 +203,10 @@ impl Default for EvalConfig {
 /// sets `selection = "test"`.
 #[derive(Debug, Clone, Default, Serialize, Args)]
 pub struct EvalOverrides {
+    /// classify (default); segment or detect: lesion masks and instances on a store with masks.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
     /// Root seed of folds, initialisation, batch order and augmentation.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -255,6 +303,9 @@ impl EvalConfig {
         if self.lr.is_nan() || self.lr <= 0.0 || self.weight_decay.is_nan() || self.weight_decay < 0.0 {
             return bad("lr", "lr must be > 0 and weight_decay ≥ 0");
         }
+        if self.task.is_dense() && self.selection != Selection::Fixed {
+            return bad("selection", "segment and detect score the model after the last epoch: use selection = \"fixed\"");
+        }
         if self.selection == Selection::Validation && !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
             return bad("val_fraction", "must be in (0, 1) when selection = \"validation\"");
         }
@@ -263,7 +314,7 @@ impl EvalConfig {
 
     /// The classifier of `linear` sees fixed features when nothing is augmented.
     pub fn caches_features(&self) -> bool {
-        self.protocol == Protocol::Linear && !self.augment_train
+        self.task == Task::Classify && self.protocol == Protocol::Linear && !self.augment_train
     }
 
     pub fn to_toml(&self) -> String {
@@ -292,6 +343,10 @@ mod tests {
         assert!(c.validate().is_err());
         assert!("test".parse::<Selection>().is_err(), "selecting on the test fold takes its own flag");
         assert!(EvalConfig { augment_train: false, ..Default::default() }.caches_features());
+        assert!(!EvalConfig { augment_train: false, task: Task::Segment, ..Default::default() }.caches_features());
+        let c = EvalConfig { task: Task::Detect, selection: Selection::Validation, ..Default::default() };
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "selection"));
+        assert_eq!(toml::from_str::<EvalConfig>("task = \"segment\"\n").unwrap().task, Task::Segment);
         let c = toml::from_str::<EvalConfig>("duplicate_groups = false\nexclude_overlap_with = \"pre/store\"\n").unwrap();
         assert_eq!((c.duplicate_groups, c.exclude_overlap_with.as_deref()), (false, Some(Path::new("pre/store"))));
         assert_eq!(toml::from_str::<EvalConfig>(&c.to_toml()).unwrap(), c);
@@ -299,9 +354,9 @@ mod tests {
 
     #[test]
     fn every_evaluation_flag_sets_one_config_key() {
-        let samples = ["7", "last3", "validation", "cpu", "off"];
+        let samples = ["7", "last3", "validation", "cpu", "off", "segment"];
         let keys = crate::config::tests::key_of_each_flag(&EvalConfig::default(), &samples, |c: &mut EvalConfig, o: &EvalOverrides| c.apply(o));
-        assert_eq!(keys.len(), 16, "{keys:?}");
+        assert_eq!(keys.len(), 17, "{keys:?}");
         for (flag, key) in keys {
             let renamed = [("--augment", "augment_train"), ("--select-on-test", "selection")];
             let want = renamed.iter().find(|r| r.0 == flag).map_or_else(|| flag.trim_start_matches("--").replace('-', "_"), |r| r.1.to_string());

@@ -89,6 +89,22 @@ impl Dataset {
         Ok(dropped)
     }
 
+    /// Keeps the videos whose every frame is annotated (`annotated(frame row)`; for segmentation:
+    /// the store has its masks), returning how many were dropped. Fails when none is left.
+    pub fn keep_annotated(&mut self, store_dir: &Path, annotated: impl Fn(usize) -> bool) -> Result<usize, EvalError> {
+        let before = self.videos.len();
+        self.videos.retain(|v| (v.first_row..v.first_row + v.frames).all(&annotated));
+        if self.videos.is_empty() {
+            return Err(EvalError::Data {
+                path: store_dir.to_path_buf(),
+                message: format!(
+                    "has no evaluated image with lesion masks (of {before}); segment and detect need a store of format 4 ingested from a manifest with [source.masks] (docs/manifest-format.md)"
+                ),
+            });
+        }
+        Ok(before - self.videos.len())
+    }
+
     /// (video, frame row) of every stored frame of the given videos, in order.
     pub fn frames_of(&self, videos: &[usize]) -> Vec<(usize, usize)> {
         videos.iter().flat_map(|&v| (0..self.videos[v].frames).map(move |k| (v, self.videos[v].first_row + k))).collect()
@@ -151,7 +167,9 @@ pub fn select(store_dir: &Path, store_classes: &[String], rows: &[VideoRow], c: 
             _ => skipped += 1,
         }
     }
-    check_classes(store_dir, &classes, &videos, "")?;
+    if !c.task.is_dense() {
+        check_classes(store_dir, &classes, &videos, "")?;
+    }
     Ok(Dataset { classes, videos, skipped })
 }
 
@@ -206,6 +224,15 @@ mod tests {
         assert!(select(Path::new("s"), &store, &rows, &c).unwrap_err().to_string().contains("no class \"normal\""));
         let c = EvalConfig { classes: vec!["covid-19".into()], ..Default::default() };
         assert!(select(Path::new("s"), &store, &rows, &c).unwrap_err().to_string().contains("at least two"));
+        // Segmentation needs masks, not two classes; only annotated videos stay.
+        let c = EvalConfig { classes: vec!["covid-19".into(), "healthy".into()], task: crate::eval::config::Task::Segment, ..Default::default() };
+        let mut d = select(Path::new("s"), &store, &rows, &EvalConfig { classes: vec!["covid-19".into()], ..c.clone() }).unwrap();
+        assert_eq!(d.videos.len(), 1);
+        let mut two = select(Path::new("s"), &store, &rows, &c).unwrap();
+        assert_eq!(two.keep_annotated(Path::new("s"), |row| row != 1).unwrap(), 1, "a has frames 0–2, frame 1 is not annotated");
+        assert_eq!(two.videos.iter().map(|v| v.path.as_str()).collect::<Vec<_>>(), vec!["c"]);
+        let err = d.keep_annotated(Path::new("s"), |_| false).unwrap_err().to_string();
+        assert!(err.contains("no evaluated image with lesion masks") && err.contains("[source.masks]"), "{err}");
     }
 
     #[test]

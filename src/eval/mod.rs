@@ -5,7 +5,9 @@
 pub mod coco;
 pub mod config;
 pub mod data;
+pub mod dense;
 pub mod folds;
+pub mod mask;
 pub mod metrics;
 pub mod overlay;
 pub mod report;

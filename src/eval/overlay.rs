@@ -2,7 +2,8 @@
 //! true masks in green, the predicted ones in red (yellow where they coincide), and boxes drawn
 //! as 1-pixel rectangles in the same colours, so that a reader sees what a Dice or an AP means.
 
-use super::seg::{boundary, Mask};
+use super::mask::Mask;
+use super::seg::boundary;
 use image::{Rgb, RgbImage};
 
 pub const TRUTH: Rgb<u8> = Rgb([0, 220, 0]);
@@ -15,8 +16,8 @@ pub type PixelBox = [usize; 4];
 /// What to draw on one frame.
 #[derive(Debug, Clone, Default)]
 pub struct Marks<'a> {
-    pub truth: Vec<Mask<'a>>,
-    pub predicted: Vec<Mask<'a>>,
+    pub truth: Vec<&'a Mask>,
+    pub predicted: Vec<&'a Mask>,
     pub truth_boxes: Vec<PixelBox>,
     pub predicted_boxes: Vec<PixelBox>,
 }
@@ -29,7 +30,7 @@ pub fn overlay(gray: &[u8], w: usize, h: usize, marks: &Marks) -> RgbImage {
     for (layer, masks, boxes) in [(&mut truth, &marks.truth, &marks.truth_boxes), (&mut predicted, &marks.predicted, &marks.predicted_boxes)] {
         for m in masks {
             assert_eq!((m.w, m.h), (w, h), "a mask of another size than its frame");
-            for (dst, b) in layer.iter_mut().zip(boundary(*m)) {
+            for (dst, b) in layer.iter_mut().zip(boundary(m)) {
                 *dst |= b;
             }
         }
@@ -77,9 +78,8 @@ mod tests {
         let (w, h) = (12, 10);
         let gray: Vec<u8> = (0..w * h).map(|i| (i * 2) as u8).collect();
         // Truth x 2..6, y 2..6; prediction x 4..8, y 2..6: their top edges overlap at x 4, 5.
-        let (t, p) = (rect(w, h, 2, 2, 6, 6), rect(w, h, 4, 2, 8, 6));
-        let marks =
-            Marks { truth: vec![Mask { w, h, bits: &t }], predicted: vec![Mask { w, h, bits: &p }], truth_boxes: vec![], predicted_boxes: vec![[9, 0, 5, 3]] };
+        let (t, p) = (Mask { w, h, bits: rect(w, h, 2, 2, 6, 6) }, Mask { w, h, bits: rect(w, h, 4, 2, 8, 6) });
+        let marks = Marks { truth: vec![&t], predicted: vec![&p], truth_boxes: vec![], predicted_boxes: vec![[9, 0, 5, 3]] };
         let img = overlay(&gray, w, h, &marks);
         assert_eq!(*img.get_pixel(2, 2), TRUTH);
         assert_eq!(*img.get_pixel(7, 5), PREDICTED);

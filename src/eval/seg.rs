@@ -7,15 +7,8 @@
 //! predicted boundary pixels within `tolerance` pixels (Euclidean, centre to centre) of a true
 //! boundary pixel, recall the reverse, F1 their harmonic mean (0 when both are 0).
 
+use super::mask::Mask;
 use serde::{Deserialize, Serialize};
-
-/// A binary mask, `w × h`, row-major.
-#[derive(Debug, Clone, Copy)]
-pub struct Mask<'a> {
-    pub w: usize,
-    pub h: usize,
-    pub bits: &'a [bool],
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SegScores {
@@ -25,20 +18,20 @@ pub struct SegScores {
 }
 
 /// The three scores of one image.
-pub fn scores(pred: Mask, truth: Mask, tolerance: f64) -> SegScores {
+pub fn scores(pred: &Mask, truth: &Mask, tolerance: f64) -> SegScores {
     SegScores { dice: dice(pred, truth), iou: iou(pred, truth), boundary_f1: boundary_f1(pred, truth, tolerance) }
 }
 
-fn counts(pred: Mask, truth: Mask) -> (usize, usize, usize) {
+fn counts(pred: &Mask, truth: &Mask) -> (usize, usize, usize) {
     assert_eq!((pred.w, pred.h), (truth.w, truth.h), "masks of different sizes");
     assert_eq!(pred.bits.len(), pred.w * pred.h);
     assert_eq!(truth.bits.len(), truth.w * truth.h);
-    let both = pred.bits.iter().zip(truth.bits).filter(|(p, t)| **p && **t).count();
+    let both = pred.bits.iter().zip(&truth.bits).filter(|(p, t)| **p && **t).count();
     (both, pred.bits.iter().filter(|b| **b).count(), truth.bits.iter().filter(|b| **b).count())
 }
 
 /// 2|P∩T| / (|P| + |T|).
-pub fn dice(pred: Mask, truth: Mask) -> f64 {
+pub fn dice(pred: &Mask, truth: &Mask) -> f64 {
     let (both, p, t) = counts(pred, truth);
     if p + t == 0 {
         1.0
@@ -48,7 +41,7 @@ pub fn dice(pred: Mask, truth: Mask) -> f64 {
 }
 
 /// |P∩T| / |P∪T|.
-pub fn iou(pred: Mask, truth: Mask) -> f64 {
+pub fn iou(pred: &Mask, truth: &Mask) -> f64 {
     let (both, p, t) = counts(pred, truth);
     let union = p + t - both;
     if union == 0 {
@@ -59,7 +52,7 @@ pub fn iou(pred: Mask, truth: Mask) -> f64 {
 }
 
 /// Pixels of the mask with a 4-neighbour outside it (or outside the image).
-pub fn boundary(m: Mask) -> Vec<bool> {
+pub fn boundary(m: &Mask) -> Vec<bool> {
     let at = |x: isize, y: isize| x >= 0 && y >= 0 && (x as usize) < m.w && (y as usize) < m.h && m.bits[y as usize * m.w + x as usize];
     let mut out = vec![false; m.w * m.h];
     for y in 0..m.h as isize {
@@ -100,7 +93,7 @@ fn matched_share(from: &[bool], to: &[bool], w: usize, h: usize, tolerance: f64)
 }
 
 /// Boundary F1 at `tolerance` pixels.
-pub fn boundary_f1(pred: Mask, truth: Mask, tolerance: f64) -> f64 {
+pub fn boundary_f1(pred: &Mask, truth: &Mask, tolerance: f64) -> f64 {
     counts(pred, truth);
     let (bp, bt) = (boundary(pred), boundary(truth));
     match (bp.iter().any(|b| *b), bt.iter().any(|b| *b)) {
@@ -127,8 +120,8 @@ mod tests {
         (0..w * h).map(|i| (x0..x1).contains(&(i % w)) && (y0..y1).contains(&(i / w))).collect()
     }
 
-    fn m(bits: &[bool], w: usize) -> Mask<'_> {
-        Mask { w, h: bits.len() / w, bits }
+    fn m(bits: &[bool], w: usize) -> Mask {
+        Mask { w, h: bits.len() / w, bits: bits.to_vec() }
     }
 
     #[test]
@@ -136,29 +129,29 @@ mod tests {
         // 10×10: truth 4×4 at (2,2), prediction 4×4 at (4,2): overlap 2×4 = 8.
         let t = rect(10, 10, 2, 2, 6, 6);
         let p = rect(10, 10, 4, 2, 8, 6);
-        assert!((dice(m(&p, 10), m(&t, 10)) - 0.5).abs() < 1e-12);
-        assert!((iou(m(&p, 10), m(&t, 10)) - 8.0 / 24.0).abs() < 1e-12);
+        assert!((dice(&m(&p, 10), &m(&t, 10)) - 0.5).abs() < 1e-12);
+        assert!((iou(&m(&p, 10), &m(&t, 10)) - 8.0 / 24.0).abs() < 1e-12);
         // A 4×4 square's boundary is its 12 outer pixels.
-        assert_eq!(boundary(m(&t, 10)).iter().filter(|b| **b).count(), 12);
+        assert_eq!(boundary(&m(&t, 10)).iter().filter(|b| **b).count(), 12);
         // Shifted by 2: of the prediction's 12 boundary pixels, 8 are within 1 px of the truth's
         // boundary: (4..=6, 2), (4..=6, 5), (4, 3), (4, 4); (7, y) are not. Recall is the same by
         // symmetry, so F1 = 2/3.
-        let f = boundary_f1(m(&p, 10), m(&t, 10), 1.0);
+        let f = boundary_f1(&m(&p, 10), &m(&t, 10), 1.0);
         assert!((f - 2.0 / 3.0).abs() < 1e-12, "{f}");
         // Same masks: all 1; both empty: 1; one empty: 0.
-        let s = scores(m(&t, 10), m(&t, 10), 2.0);
+        let s = scores(&m(&t, 10), &m(&t, 10), 2.0);
         assert_eq!((s.dice, s.iou, s.boundary_f1), (1.0, 1.0, 1.0));
         let empty = vec![false; 100];
-        let s = scores(m(&empty, 10), m(&empty, 10), 2.0);
+        let s = scores(&m(&empty, 10), &m(&empty, 10), 2.0);
         assert_eq!((s.dice, s.iou, s.boundary_f1), (1.0, 1.0, 1.0));
-        let s = scores(m(&p, 10), m(&empty, 10), 2.0);
+        let s = scores(&m(&p, 10), &m(&empty, 10), 2.0);
         assert_eq!((s.dice, s.iou, s.boundary_f1), (0.0, 0.0, 0.0));
     }
 
     /// Boundary F1 by brute force: every pair of boundary pixels.
     fn naive_bf1(p: &[bool], t: &[bool], w: usize, tol: f64) -> f64 {
         let pts = |b: &[bool]| -> Vec<(f64, f64)> { b.iter().enumerate().filter(|(_, v)| **v).map(|(i, _)| ((i % w) as f64, (i / w) as f64)).collect() };
-        let (bp, bt) = (pts(&boundary(m(p, w))), pts(&boundary(m(t, w))));
+        let (bp, bt) = (pts(&boundary(&m(p, w))), pts(&boundary(&m(t, w))));
         if bp.is_empty() && bt.is_empty() {
             return 1.0;
         }
@@ -187,7 +180,7 @@ mod tests {
             };
             let (p, t) = (blob(&mut rng), blob(&mut rng));
             let tol = [0.0, 1.0, 1.5, 2.0, 3.7][case % 5];
-            let (fast, slow) = (boundary_f1(m(&p, w), m(&t, w), tol), naive_bf1(&p, &t, w, tol));
+            let (fast, slow) = (boundary_f1(&m(&p, w), &m(&t, w), tol), naive_bf1(&p, &t, w, tol));
             assert!((fast - slow).abs() < 1e-12, "case {case} ({w}×{h}, tol {tol}): {fast} vs {slow}");
         }
     }

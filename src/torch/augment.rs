@@ -81,10 +81,23 @@ pub fn jitter(mut x: Tensor, params: &[AugParams]) -> Tensor {
 /// jittered and normalised on `device`. Identity parameters give the whole frame resized.
 pub fn images(frames: &Tensor, params: &[AugParams], a: &AugmentConfig, size: i64, device: Device) -> Tensor {
     let x = frames.to_device(device).to_kind(Kind::Float) / 255.0;
-    let mut out = jitter(crop_resize_flip(&x, params, size), params);
-    out -= a.mean;
-    out /= a.std;
-    out
+    normalised(jitter(crop_resize_flip(&x, params, size), params), a)
+}
+
+fn normalised(mut x: Tensor, a: &AugmentConfig) -> Tensor {
+    x -= a.mean;
+    x /= a.std;
+    x
+}
+
+/// Frames and their lesion masks (segmentation): [n, 1, H, W] u8 each → images as `images` gives
+/// them and 0/1 float masks [n, 1, size, size] under the same crop and flip (a mask is resampled
+/// like the image, then thresholded at one half).
+pub fn images_and_masks(frames: &Tensor, masks: &Tensor, params: &[AugParams], a: &AugmentConfig, size: i64, device: Device) -> (Tensor, Tensor) {
+    let both = Tensor::cat(&[frames.to_device(device).to_kind(Kind::Float) / 255.0, masks.to_device(device).to_kind(Kind::Float)], 1);
+    let out = crop_resize_flip(&both, params, size);
+    let image = normalised(jitter(out.narrow(1, 0, 1).contiguous(), params), a);
+    (image, out.narrow(1, 1, 1).gt(0.5).to_kind(Kind::Float))
 }
 
 /// Everything a batch of views needs besides pixels.
@@ -141,6 +154,30 @@ mod tests {
         let b = Tensor::from_slice(&[0.0f32, 0.5, 1.0, 0.75]).view([4, 1, 1, 1]);
         let m = mix(&a, &b, &[0.25, 0.5, 0.75, 1.0]);
         assert_eq!(Vec::<f32>::try_from(m.flatten(0, -1)).unwrap(), vec![0.25, 0.5, 0.25, 0.25]);
+    }
+
+    #[test]
+    fn a_mask_follows_its_frame_through_crop_and_flip() {
+        // Frame = 255 × mask: after any crop and flip, the image (un-normalised) and the mask agree
+        // wherever the mask is clearly in or out; the mask stays 0/1.
+        let side = 32;
+        let mask = Tensor::zeros([3, 1, side, side], (Kind::Uint8, Device::Cpu));
+        let _ = mask.narrow(2, 4, 10).narrow(3, 18, 9).fill_(1);
+        let frames = &mask * 255;
+        let a = usctl::config::AugmentConfig { mean: 0.0, std: 1.0, jitter_prob: 0.0, ..Default::default() };
+        let mut rng = seed::stream(3, "t", &[]);
+        let params: Vec<AugParams> = (0..3).map(|i| if i == 0 { AugParams::IDENTITY } else { draw(&mut rng, &a) }).collect();
+        let (image, m) = images_and_masks(&frames, &mask, &params, &a, 16, Device::Cpu);
+        assert_eq!((image.size(), m.size()), (vec![3, 1, 16, 16], vec![3, 1, 16, 16]));
+        let m_values: Vec<f32> = Vec::try_from(m.flatten(0, -1)).unwrap();
+        assert!(m_values.iter().all(|v| *v == 0.0 || *v == 1.0));
+        let clear = image.gt(0.9).logical_or(&image.lt(0.1));
+        let disagree = image.gt(0.5).to_kind(Kind::Float).ne_tensor(&m).logical_and(&clear).sum(Kind::Int64).int64_value(&[]);
+        assert_eq!(disagree, 0);
+        // Identity at half size: the 10 × 9 rectangle becomes 5 × 4.5 → 5 rows of 4 or 5 pixels.
+        let first = m.get(0).sum(Kind::Float).double_value(&[]);
+        assert!((20.0..=25.0).contains(&first), "{first}");
+        assert!(params[1..].iter().any(|p| p.flip) || params[1..].iter().any(|p| p.w < 1.0), "the draw changed something");
     }
 
     #[test]

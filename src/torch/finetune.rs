@@ -63,7 +63,7 @@ pub(crate) struct Model {
 }
 
 /// Whether fine-tuning may change backbone tensor `name` (batch-norm statistics included).
-fn tuned(protocol: Protocol, name: &str) -> bool {
+pub(crate) fn tuned(protocol: Protocol, name: &str) -> bool {
     match protocol {
         Protocol::Linear => false,
         Protocol::Last3 => name.starts_with("layer4.1."),
@@ -219,7 +219,7 @@ impl Ctx<'_> {
 
 /// One epoch's training frames (store rows), shuffled: every frame of every video, or at most
 /// `per_video` distinct frames of each.
-fn epoch_rows(rng: &mut seed::Rng, ds: &Dataset, videos: &[usize], per_video: usize) -> Vec<usize> {
+pub(crate) fn epoch_rows(rng: &mut seed::Rng, ds: &Dataset, videos: &[usize], per_video: usize) -> Vec<usize> {
     let mut rows = Vec::new();
     for &v in videos {
         let vid = &ds.videos[v];
@@ -235,7 +235,7 @@ fn epoch_rows(rng: &mut seed::Rng, ds: &Dataset, videos: &[usize], per_video: us
 
 /// Batches of `size`; a lone last frame joins the batch before it (batch norm in train mode
 /// cannot normalise a single value per channel).
-fn batches(rows: &[usize], size: usize) -> Vec<Vec<usize>> {
+pub(crate) fn batches(rows: &[usize], size: usize) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = rows.chunks(size.max(1)).map(|c| c.to_vec()).collect();
     if out.len() > 1 && out.last().is_some_and(|b| b.len() == 1) {
         let lone = out.pop().unwrap_or_default();
@@ -248,10 +248,10 @@ fn batches(rows: &[usize], size: usize) -> Vec<Vec<usize>> {
 
 /// Where in an evaluation a loss was computed: fold and repetition (0-based), epoch (1-based).
 #[derive(Clone, Copy)]
-struct At {
-    fold: usize,
-    rep: usize,
-    epoch: u32,
+pub(crate) struct At {
+    pub fold: usize,
+    pub rep: usize,
+    pub epoch: u32,
 }
 
 /// The largest mean cross-entropy that still says something: −ln of the smallest normal f32.
@@ -263,7 +263,7 @@ const MAX_LOSS: f64 = 126.0 * std::f64::consts::LN_2;
 impl At {
     /// A loss that is not finite, or above `MAX_LOSS`, stops the evaluation, as a non-finite loss
     /// stops training: what follows it would be scored garbage.
-    fn finite(self, what: &'static str, value: f64) -> Result<(), EvalError> {
+    pub(crate) fn finite(self, what: &'static str, value: f64) -> Result<(), EvalError> {
         if value.is_finite() && value <= MAX_LOSS {
             return Ok(());
         }
@@ -384,7 +384,7 @@ fn drop_overlap(store_dir: &Path, store: &Store, path: &Path, ds: &mut Dataset) 
     Ok(Excluded { store: store_ref(&dir, &other), dropped })
 }
 
-fn store_ref(dir: &Path, store: &Store) -> StoreRef {
+pub(crate) fn store_ref(dir: &Path, store: &Store) -> StoreRef {
     StoreRef {
         dir: dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()).display().to_string(),
         dataset: store.meta.dataset.clone(),
@@ -392,11 +392,25 @@ fn store_ref(dir: &Path, store: &Store) -> StoreRef {
     }
 }
 
-/// Runs the whole evaluation and writes its directory: eval.toml, folds.json, runs.jsonl (one
-/// line per finished fold run), report.json, report.md and the PNGs.
-pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
+/// What every evaluation task sets up before its first fold: the device, the store, the
+/// evaluated videos (for segment and detect, those whose frames have masks), duplicate clusters,
+/// folds, the initial backbone, and the output folder with eval.toml and folds.json.
+pub(crate) struct Prepared {
+    pub c: EvalConfig,
+    pub device: Device,
+    pub store: Store,
+    pub ds: Dataset,
+    pub excluded: Option<Excluded>,
+    pub duplicates: Duplicates,
+    /// Labelled videos left out for lacking masks (segment and detect).
+    pub not_annotated: usize,
+    pub folds: Folds,
+    pub init: Option<(HashMap<String, Tensor>, PathBuf)>,
+    pub init_sha256: Option<String>,
+}
+
+pub(crate) fn prepare(o: &EvalOptions) -> Result<Prepared, EvalError> {
     let mut c = o.config.clone();
-    let started = Instant::now();
     let device = pick_device(c.device)?;
     let threads = usctl::files::threads(c.threads);
     tch::set_num_threads(threads as i32);
@@ -405,6 +419,7 @@ pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
     }
     let store = Store::open(&o.store)?;
     let mut ds = data::select(&o.store, &store.meta.classes, &store.videos, &c)?;
+    let not_annotated = if c.task.is_dense() { ds.keep_annotated(&o.store, |row| store.masks_of(row).is_some())? } else { 0 };
     let excluded = match &c.exclude_overlap_with {
         Some(path) => Some(drop_overlap(&o.store, &store, path, &mut ds)?),
         None => None,
@@ -417,13 +432,16 @@ pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
     }
     let duplicates = Duplicates { grouped: c.duplicate_groups, rule, clusters: n_clusters, videos: n_joined };
     if o.progress {
+        if not_annotated > 0 {
+            eprintln!("left out {not_annotated} labelled videos without masks");
+        }
         if let Some(x) = &excluded {
             eprintln!("dropped {} videos with a near-duplicate in {}", x.dropped.len(), x.store.dir);
         }
         let how = if c.duplicate_groups { "kept within one fold each" } else { "NOT grouped (duplicate_groups off)" };
         eprintln!("{n_clusters} duplicate clusters join {n_joined} of {} videos: {how}", ds.videos.len());
     }
-    let folds = folds_for(&o, &ds)?;
+    let folds = folds_for(o, &ds)?;
     c.folds = folds.k;
     std::fs::create_dir_all(&o.out).map_err(EvalError::io(&o.out))?;
     report::write_atomic(&o.out.join(CONFIG_FILE), c.to_toml().as_bytes())?;
@@ -437,6 +455,23 @@ pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
         }
         None => (None, None),
     };
+    Ok(Prepared { c, device, store, ds, excluded, duplicates, not_annotated, folds, init, init_sha256 })
+}
+
+/// The name of the initialisation in reports: `--label`, "random", or the checkpoint's run
+/// directory.
+pub(crate) fn label_of(o: &EvalOptions) -> String {
+    o.label.clone().unwrap_or_else(|| match &o.init {
+        None => "random".into(),
+        Some(p) => p.parent().and_then(|d| d.file_name()).map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().to_string()),
+    })
+}
+
+/// Runs the whole evaluation and writes its directory: eval.toml, folds.json, runs.jsonl (one
+/// line per finished fold run), report.json, report.md and the PNGs.
+pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
+    let started = Instant::now();
+    let Prepared { c, device, store, ds, excluded, duplicates, not_annotated: _, folds, init, init_sha256 } = prepare(&o)?;
     let mut ctx = Ctx { store: &store, ds: &ds, c: &c, device, init, cache: None };
     if c.caches_features() {
         ctx.cache = Some(feature_cache(&ctx)?);
@@ -465,10 +500,7 @@ pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
             runs.push(r);
         }
     }
-    let label = o.label.clone().unwrap_or_else(|| match &o.init {
-        None => "random".into(),
-        Some(p) => p.parent().and_then(|d| d.file_name()).map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().to_string()),
-    });
+    let label = label_of(&o);
     let k = ds.classes.len();
     let report = Report {
         format: report::FORMAT.into(),

@@ -42,6 +42,25 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor, ShapeE
     Ok(logits.to_kind(Kind::Float).cross_entropy_for_logits(targets))
 }
 
+/// Segmentation loss: mean binary cross-entropy of per-pixel `logits` [N, 1, H, W] against a 0/1
+/// `target` of the same shape, plus the soft Dice loss 1 − (2 Σ p t + 1) / (Σ p + Σ t + 1) per
+/// image (p = sigmoid(logits); the +1 keeps an empty image with an empty prediction at 0),
+/// averaged over the batch.
+pub fn dice_bce(logits: &Tensor, target: &Tensor) -> Result<Tensor, ShapeError> {
+    let (l, t) = (logits.size(), target.size());
+    if l.len() != 4 || l != t || l[0] < 1 || l[1] != 1 {
+        return Err(ShapeError(format!("dice_bce needs [N, 1, H, W] logits and a target of the same shape, got {l:?} and {t:?}")));
+    }
+    let (logits, target) = (logits.to_kind(Kind::Float), target.to_kind(Kind::Float));
+    let bce = logits.binary_cross_entropy_with_logits::<Tensor>(&target, None, None, tch::Reduction::Mean);
+    let p = logits.sigmoid().flatten(1, -1);
+    let t = target.flatten(1, -1);
+    let dims = [1i64].as_slice();
+    let inter = (&p * &t).sum_dim_intlist(dims, false, Kind::Float);
+    let dice: Tensor = (inter * 2.0 + 1.0) / (p.sum_dim_intlist(dims, false, Kind::Float) + t.sum_dim_intlist(dims, false, Kind::Float) + 1.0);
+    Ok(bce + (dice.neg() + 1.0).mean(Kind::Float))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +137,36 @@ mod tests {
         assert!(nt_xent(&a, &a, f64::NAN).is_err());
         assert!(nt_xent(&a.view([6]), &a.view([6]), 0.5).is_err());
         assert!(cross_entropy(&a, &Tensor::zeros([3], (Kind::Int64, Device::Cpu))).is_err());
+    }
+
+    /// The segmentation loss written out per pixel in f64.
+    fn naive_dice_bce(logits: &[Vec<f64>], target: &[Vec<f64>]) -> f64 {
+        let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let pixels = (logits.len() * logits[0].len()) as f64;
+        let mut bce = 0.0;
+        let mut dice = 0.0;
+        for (l, t) in logits.iter().zip(target) {
+            let (mut inter, mut sp, mut st) = (0.0, 0.0, 0.0);
+            for (&x, &y) in l.iter().zip(t) {
+                let p = sig(x);
+                bce -= y * p.ln() + (1.0 - y) * (1.0 - p).ln();
+                inter += p * y;
+                sp += p;
+                st += y;
+            }
+            dice += 1.0 - (2.0 * inter + 1.0) / (sp + st + 1.0);
+        }
+        bce / pixels + dice / logits.len() as f64
+    }
+
+    #[test]
+    fn dice_bce_matches_the_formula() {
+        let logits = vec![vec![2.0, -1.0, 0.5, -3.0], vec![0.0, 0.0, 4.0, -0.5]];
+        let target = vec![vec![1.0, 0.0, 1.0, 0.0], vec![0.0, 0.0, 0.0, 0.0]];
+        let flat = |v: &[Vec<f64>]| Tensor::from_slice(&v.concat().iter().map(|x| *x as f32).collect::<Vec<_>>()).view([2, 1, 2, 2]);
+        let got = dice_bce(&flat(&logits), &flat(&target)).unwrap().double_value(&[]);
+        let want = naive_dice_bce(&logits, &target);
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        assert!(dice_bce(&flat(&logits), &Tensor::zeros([2, 1, 2, 3], (Kind::Float, Device::Cpu))).is_err());
     }
 }

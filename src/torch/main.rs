@@ -6,6 +6,7 @@
 mod augment;
 mod bench;
 mod checkpoint;
+mod dense;
 mod finetune;
 mod loader;
 mod loss;
@@ -254,18 +255,19 @@ fn run_eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     let init = (a.init != "random").then(|| PathBuf::from(&a.init));
     if !a.quiet && !a.json {
         eprintln!(
-            "evaluating {} on {} → {} ({}, {}-fold × {} seeds, {} epochs, {} px)",
+            "evaluating {} on {} → {} ({}, {}, {}-fold × {} seeds, {} epochs, {} px)",
             a.init,
             store.display(),
             a.out.display(),
-            config.protocol.describe(),
+            config.task.name(),
+            if config.task.is_dense() { usctl::eval::dense::protocol_text(config.protocol) } else { config.protocol.describe() },
             config.folds,
             config.seeds,
             config.epochs,
             config.image_size
         );
     }
-    let report = finetune::evaluate(finetune::EvalOptions {
+    let options = finetune::EvalOptions {
         store,
         init,
         label: a.label.clone(),
@@ -274,8 +276,29 @@ fn run_eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         folds_file: a.folds_file.clone(),
         progress: !a.quiet && !a.json,
         command_line: std::env::args().collect(),
-    })
-    .with_context(|| format!("evaluation {} stopped", a.out.display()))?;
+    };
+    let stopped = || format!("evaluation {} stopped", a.out.display());
+    let markdown = a.out.join(usctl::eval::report::MARKDOWN);
+    if options.config.task.is_dense() {
+        let report = dense::evaluate(options).with_context(stopped)?;
+        return finish(a.json, a.quiet, &report, |r| {
+            let s = &r.summary;
+            let f = |m: Option<usctl::eval::report::MeanSd>| m.map_or("–".into(), |m| m.to_string());
+            format!(
+                "{}: Dice {}, IoU {}, boundary F1 {}; box AP {}, mask AP {} ({} runs, {:.0} s); see {}",
+                r.title,
+                f(s.dice),
+                f(s.iou),
+                f(s.boundary_f1),
+                f(s.box_ap),
+                f(s.mask_ap),
+                r.runs.len(),
+                r.seconds,
+                markdown.display()
+            )
+        });
+    }
+    let report = finetune::evaluate(options).with_context(stopped)?;
     finish(a.json, a.quiet, &report, |r| {
         format!(
             "{}: frame accuracy {}, balanced {}, macro-F1 {}; video accuracy {} ({} runs, {:.0} s); see {}",
@@ -286,7 +309,7 @@ fn run_eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
             r.video.accuracy,
             r.runs.len(),
             r.seconds,
-            a.out.join(usctl::eval::report::MARKDOWN).display()
+            markdown.display()
         )
     })
 }

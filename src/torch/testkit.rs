@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use usctl::store::index::VideoRow;
-use usctl::store::writer::{FrameMeta, StoreWriter};
+use usctl::store::writer::{FrameMeta, NewMask, StoreWriter};
 use usctl::store::{IngestParams, StoreMeta, FORMAT_NAME, FORMAT_VERSION};
 
 pub fn grating(v: usize, frame: usize, size: usize) -> Vec<u8> {
@@ -40,7 +40,30 @@ pub fn labelled_store(root: &Path, videos: usize, size: usize) -> PathBuf {
     write(root, &frames, size, |v, f, size| grating(v, f, size).into_iter().map(|p| if v % 2 == 1 { p / 3 } else { p }).collect())
 }
 
+/// A lesion of still image `v`: a disc whose centre and radius depend on v.
+fn disc(v: usize, size: usize) -> Vec<u8> {
+    let (cx, cy) = (size as f64 * (0.3 + 0.4 * ((v * 7) % 5) as f64 / 4.0), size as f64 * (0.3 + 0.4 * ((v * 3) % 4) as f64 / 3.0));
+    let r = size as f64 * (0.12 + 0.02 * (v % 3) as f64);
+    (0..size * size).map(|i| u8::from(((i % size) as f64 - cx).powi(2) + ((i / size) as f64 - cy).powi(2) <= r * r)).collect()
+}
+
+/// `images` still images (one frame each, class v % 2) of a dark grating with one bright disc,
+/// and the disc as its lesion mask (store format 4).
+pub fn masked_store(root: &Path, images: usize, size: usize) -> PathBuf {
+    let pixels = |v: usize, _f: usize, size: usize| -> Vec<u8> {
+        grating(v, 0, size).into_iter().zip(disc(v, size)).map(|(p, d)| if d == 1 { 200 + p / 5 } else { p / 3 }).collect()
+    };
+    let masks = |v: usize| vec![NewMask { source_path: format!("m/v{v:03}_mask.png"), source_sha256: "1e".repeat(32), source_pixels: 1, mask: disc(v, size) }];
+    write_with(root, &vec![1; images], size, pixels, Some(&masks))
+}
+
 fn write(root: &Path, frames: &[usize], size: usize, pixels: impl Fn(usize, usize, usize) -> Vec<u8>) -> PathBuf {
+    write_with(root, frames, size, pixels, None)
+}
+
+type Masks<'a> = Option<&'a dyn Fn(usize) -> Vec<NewMask>>;
+
+fn write_with(root: &Path, frames: &[usize], size: usize, pixels: impl Fn(usize, usize, usize) -> Vec<u8>, masks: Masks) -> PathBuf {
     let dataset = root.join("synthetic");
     let mut w = StoreWriter::create(&dataset, "5e5e5e5e5e5e5e5e", size).unwrap();
     for (v, &n) in frames.iter().enumerate() {
@@ -68,6 +91,9 @@ fn write(root: &Path, frames: &[usize], size: usize, pixels: impl Fn(usize, usiz
             message: None,
         };
         w.add(row, &pixels, &meta).unwrap();
+        if let Some(masks) = masks {
+            w.add_masks(&masks(v)).unwrap();
+        }
     }
     let meta = StoreMeta {
         format: FORMAT_NAME.into(),

@@ -29,13 +29,21 @@ pub fn convolutions(vs: &nn::VarStore, rng: &mut Rng) {
     }
 }
 
+/// Fills weight `w` (linear [out, in] or convolution [out, in, kh, kw]) with PyTorch's default
+/// U(±1/√fan_in), fan_in = in · kh · kw, and returns that distribution (for the bias).
+pub fn fan_in_uniform(w: &Tensor, rng: &mut Rng) -> Uniform<f64> {
+    let fan_in = w.size()[1..].iter().product::<i64>().max(1);
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    let uniform = Uniform::new_inclusive(-bound, bound);
+    fill(w, (0..w.numel()).map(|_| uniform.sample(rng) as f32).collect());
+    uniform
+}
+
 /// Every linear layer of `vs` (`X.weight` [out, in] with `X.bias` [out]): U(±1/√in).
 pub fn linears(vs: &nn::VarStore, rng: &mut Rng) {
     let vars = sorted(vs);
     for (name, w) in vars.iter().filter(|(_, t)| t.dim() == 2) {
-        let bound = 1.0 / (w.size()[1] as f64).sqrt();
-        let uniform = Uniform::new_inclusive(-bound, bound);
-        fill(w, (0..w.numel()).map(|_| uniform.sample(rng) as f32).collect());
+        let uniform = fan_in_uniform(w, rng);
         if let Some((_, b)) = name.strip_suffix("weight").and_then(|p| vars.iter().find(|(k, _)| *k == format!("{p}bias"))) {
             fill(b, (0..b.numel()).map(|_| uniform.sample(rng) as f32).collect());
         }

@@ -5,6 +5,7 @@
 pub mod heads;
 pub mod init;
 pub mod resnet;
+pub mod unet;
 
 pub use heads::Heads;
 pub use resnet::ResNet18;
