@@ -475,11 +475,18 @@ fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
-    let mut reports = Vec::new();
-    for dir in &a.runs {
-        reports.push((dir.clone(), usctl::eval::report::Report::read(dir)?));
-    }
-    let table = usctl::eval::report::compare(&reports);
+    use usctl::eval::dense;
+    let table = match a.runs.iter().filter(|d| dense::is_dense_report(d)).count() {
+        0 => {
+            let reports: Result<Vec<_>, _> = a.runs.iter().map(|d| usctl::eval::report::Report::read(d).map(|r| (d.clone(), r))).collect();
+            usctl::eval::report::compare(&reports?)
+        }
+        n if n == a.runs.len() => {
+            let reports: Result<Vec<_>, _> = a.runs.iter().map(|d| dense::DenseReport::read(d).map(|r| (d.clone(), r))).collect();
+            dense::compare(&reports?)
+        }
+        _ => anyhow::bail!("give `usctl report` classification reports or segment/detect reports, not both: their tables have different columns"),
+    };
     match &a.out {
         Some(path) => {
             usctl::eval::report::write_atomic(path, table.as_bytes())?;

@@ -11,12 +11,13 @@
 use super::coco::{self, CocoSummary, Det, Gt, IouKind, Shape};
 use super::config::{EvalConfig, Protocol, Task};
 use super::mask::Mask;
+use super::paired::{self, Paired};
 use super::report::{write_atomic, Duplicates, Excluded, MeanSd, StoreRef};
 use super::seg::{self, SegScores};
 use crate::error::EvalError;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const FORMAT: &str = "usctl-dense-eval-report";
 pub const FORMAT_VERSION: u32 = 1;
@@ -165,6 +166,8 @@ pub struct DenseRun {
     pub semantic: Semantic,
     pub boxes: CocoSummary,
     pub masks: CocoSummary,
+    /// Training images per second (augmentation, forward, loss, backward, Adam), all epochs.
+    pub train_images_per_s: f64,
     pub seconds: f64,
     pub images: Vec<ImageResult>,
 }
@@ -189,6 +192,7 @@ pub struct Summary {
     pub mask_ap: Option<MeanSd>,
     pub mask_ap50: Option<MeanSd>,
     pub mask_ap75: Option<MeanSd>,
+    pub train_images_per_s: Option<MeanSd>,
 }
 
 impl Summary {
@@ -204,6 +208,7 @@ impl Summary {
             mask_ap: over(runs, |r| r.masks.ap),
             mask_ap50: over(runs, |r| r.masks.ap50),
             mask_ap75: over(runs, |r| r.masks.ap75),
+            train_images_per_s: over(runs, |r| Some(r.train_images_per_s)),
         }
     }
 }
@@ -366,5 +371,254 @@ impl DenseReport {
         let json = serde_json::to_vec_pretty(self).map_err(|e| EvalError::Report { path: dir.join(super::report::JSON), message: e.to_string() })?;
         write_atomic(&dir.join(super::report::JSON), &json)?;
         write_atomic(&dir.join(super::report::MARKDOWN), self.markdown().as_bytes())
+    }
+}
+
+impl DenseReport {
+    /// Reads report.json of a segment or detect evaluation (its directory or the file).
+    pub fn read(path: &Path) -> Result<DenseReport, EvalError> {
+        let file = if path.is_dir() { path.join(super::report::JSON) } else { path.to_path_buf() };
+        let bytes = std::fs::read(&file).map_err(EvalError::io(&file))?;
+        let fail = |message: String| EvalError::Report { path: file.clone(), message };
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| fail(format!("not JSON ({e}); give the directory `usctl eval --out` wrote")))?;
+        if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) || v.get("format_version").and_then(|f| f.as_u64()) != Some(FORMAT_VERSION as u64) {
+            return Err(fail(format!("not a {FORMAT} file of version {FORMAT_VERSION}; give the directory `usctl eval --task segment|detect --out` wrote")));
+        }
+        serde_json::from_value(v).map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// Whether the report.json at `path` (or in that directory) is a segment/detect report.
+pub fn is_dense_report(path: &Path) -> bool {
+    let file = if path.is_dir() { path.join(super::report::JSON) } else { path.to_path_buf() };
+    let format = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).and_then(|v| v.get("format").cloned());
+    format.and_then(|f| f.as_str().map(|f| f == FORMAT)).unwrap_or(false)
+}
+
+/// The metrics `usctl report` pairs, by name, with each run's value.
+const PAIRED: [(&str, fn(&DenseRun) -> Option<f64>); 5] = [
+    ("Dice", |r| r.semantic.dice),
+    ("IoU", |r| r.semantic.iou),
+    ("boundary F1", |r| r.semantic.boundary_f1),
+    ("box AP", |r| r.boxes.ap),
+    ("mask AP", |r| r.masks.ap),
+];
+
+/// Why two reports cannot be paired run by run, or None when every (fold, seed) of each has the
+/// same test images in the other.
+fn unpairable(a: &DenseReport, b: &DenseReport) -> Option<String> {
+    if a.store.version_id != b.store.version_id {
+        return Some(format!("different store versions ({} and {})", a.store.version_id, b.store.version_id));
+    }
+    let key = |r: &DenseReport| -> Vec<(usize, usize, Vec<String>)> {
+        let mut v: Vec<_> = r.runs.iter().map(|x| (x.fold, x.rep, x.images.iter().map(|i| i.path.clone()).collect())).collect();
+        v.sort();
+        v
+    };
+    (key(a) != key(b)).then(|| "their folds or seeds differ (run both with the same seed, folds and seeds, or --folds-file)".into())
+}
+
+/// b against a, metric by metric, over their (fold, seed) pairs.
+pub fn paired(a: &DenseReport, b: &DenseReport) -> Result<Vec<(&'static str, Paired)>, String> {
+    if let Some(why) = unpairable(a, b) {
+        return Err(why);
+    }
+    let mut out = Vec::new();
+    for (name, f) in PAIRED {
+        let (mut xa, mut xb) = (Vec::new(), Vec::new());
+        for ra in &a.runs {
+            let rb = b.runs.iter().find(|r| (r.fold, r.rep) == (ra.fold, ra.rep));
+            if let (Some(va), Some(vb)) = (f(ra), rb.and_then(f)) {
+                xa.push(va);
+                xb.push(vb);
+            }
+        }
+        if let Some(p) = paired::compare(&xa, &xb, a.config.seed) {
+            out.push((name, p));
+        }
+    }
+    Ok(out)
+}
+
+/// Several segment/detect reports side by side, then each report paired with the first report
+/// of its protocol (the baseline, e.g. random initialisation).
+pub fn compare(reports: &[(PathBuf, DenseReport)]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "| initialisation | protocol | epochs, px | Dice | IoU | boundary F1 | box AP | box AP50 | box AP75 | mask AP | mask AP50 | mask AP75 | runs | report |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---:|---|");
+    for (dir, r) in reports {
+        let s = &r.summary;
+        let m = |v: Option<MeanSd>| v.map_or("–".into(), |v| v.to_string());
+        let _ = writeln!(
+            o,
+            "| {} | {} | {}, {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | `{}` |",
+            r.label,
+            protocol_text(r.protocol),
+            r.config.epochs,
+            r.config.image_size,
+            m(s.dice),
+            m(s.iou),
+            m(s.boundary_f1),
+            m(s.box_ap),
+            m(s.box_ap50),
+            m(s.box_ap75),
+            m(s.mask_ap),
+            m(s.mask_ap50),
+            m(s.mask_ap75),
+            r.runs.len(),
+            dir.display()
+        );
+    }
+    let mut lines = Vec::new();
+    for (i, (_, b)) in reports.iter().enumerate() {
+        let Some((_, a)) = reports[..i].iter().find(|(_, a)| a.protocol == b.protocol) else { continue };
+        match paired(a, b) {
+            Ok(ps) => lines.extend(ps.iter().map(|(name, p)| format!("- {}: {}", protocol_text(b.protocol), p.sentence(&b.label, &a.label, name)))),
+            Err(why) => lines.push(format!("- {} vs {} ({}): not paired: {why}", b.label, a.label, protocol_text(b.protocol))),
+        }
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nPaired with the first report of the same protocol, over identical folds and seeds: mean difference, bootstrap 95 % interval ({} resamples), runs ahead:\n",
+            paired::RESAMPLES
+        );
+        for l in lines {
+            let _ = writeln!(o, "{l}");
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::report::{Duplicates, StoreRef};
+
+    /// A 6×4 probability map with two blobs: a 2×2 at (0, 0) of 0.9 and 0.7, a lone 0.6 at (4, 3);
+    /// a 0.5 at (3, 0) is not above the threshold.
+    fn map() -> Vec<f32> {
+        let mut p = vec![0.1f32; 24];
+        for (x, y, v) in [(0, 0, 0.9), (1, 0, 0.9), (0, 1, 0.7), (1, 1, 0.7), (4, 3, 0.6), (3, 0, 0.5)] {
+            p[y * 6 + x] = v;
+        }
+        p
+    }
+
+    #[test]
+    fn instances_are_components_scored_by_their_mean_probability() {
+        let (mask, found) = instances(&map(), 6, 4);
+        assert_eq!(mask.area(), 5);
+        assert_eq!(found.len(), 2);
+        assert!((found[0].score - 0.8).abs() < 1e-6 && found[0].mask.bbox() == Some([0, 0, 2, 2]), "{:?}", found[0]);
+        assert!((found[1].score - 0.6).abs() < 1e-6 && found[1].mask.bbox() == Some([4, 3, 1, 1]));
+    }
+
+    #[test]
+    fn a_run_scores_images_and_instances() {
+        let mut s = Scoring::default();
+        // Image 0: the truth is the 2×2 blob; the lone pixel is a false positive with a lower
+        // score, so AP at every threshold is 1 (the true one ranks first).
+        let truth = Mask { w: 6, h: 4, bits: (0..24).map(|i| i % 6 < 2 && i / 6 < 2).collect() };
+        let found = s.add("a.png", "benign", &map(), 6, 4, std::slice::from_ref(&truth));
+        assert_eq!(found.len(), 2);
+        // Image 1: no lesion and nothing predicted.
+        s.add("b.png", "normal", &[0.2; 24], 6, 4, &[]);
+        let (sem, boxes, masks) = s.finish().unwrap();
+        assert_eq!((sem.lesion_images, sem.lesion_free_images, sem.false_alarm), (1, 1, Some(0.0)));
+        assert!((sem.dice.unwrap() - 8.0 / 9.0).abs() < 1e-12, "2·4 / (5 + 4)");
+        assert!((sem.iou.unwrap() - 0.8).abs() < 1e-12);
+        for ap in [boxes.ap, masks.ap, masks.ap50] {
+            assert!((ap.unwrap() - 1.0).abs() < 1e-12, "{boxes:?} {masks:?}");
+        }
+        assert_eq!(s.images[0].predicted, 2);
+        // The false positive scored above the true one: precision at full recall drops to 1/2.
+        let mut t = Scoring::default();
+        let mut swapped = map();
+        swapped[3 * 6 + 4] = 0.95;
+        t.add("a.png", "benign", &swapped, 6, 4, &[truth]);
+        let (_, boxes, _) = t.finish().unwrap();
+        assert!((boxes.ap50.unwrap() - 0.5).abs() < 1e-12, "{boxes:?}");
+    }
+
+    fn report(label: &str, dice: &[f64], version: &str) -> DenseReport {
+        let coco = |ap: f64| CocoSummary { ap: Some(ap), ap50: Some(ap), ap75: Some(ap), ap_small: None, ap_medium: None, ap_large: None, ar100: None };
+        let runs: Vec<DenseRun> = dice
+            .iter()
+            .enumerate()
+            .map(|(k, &d)| DenseRun {
+                fold: k % 2,
+                rep: k / 2,
+                train_images: 3,
+                test_images: 1,
+                epochs_trained: 1,
+                train_loss: 0.5,
+                semantic: Semantic { lesion_images: 1, lesion_free_images: 0, dice: Some(d), iou: Some(d), boundary_f1: Some(d), false_alarm: None },
+                boxes: coco(d / 2.0),
+                masks: coco(d / 2.0),
+                train_images_per_s: 10.0,
+                seconds: 1.0,
+                images: vec![ImageResult {
+                    path: format!("img{}.png", k % 2),
+                    class: "x".into(),
+                    lesions: 1,
+                    predicted: 1,
+                    lesion_pixels: 4,
+                    predicted_pixels: 4,
+                    scores: SegScores { dice: d, iou: d, boundary_f1: d },
+                }],
+            })
+            .collect();
+        DenseReport {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            task: Task::Segment,
+            title: label.into(),
+            label: label.into(),
+            init: label.into(),
+            init_sha256: None,
+            protocol: Protocol::Linear,
+            store: StoreRef { dir: "s".into(), dataset: "d".into(), version_id: version.into() },
+            frame_size: 32,
+            images: 2,
+            lesions: 2,
+            not_annotated: 0,
+            classes: vec!["x".into()],
+            duplicates: Duplicates { grouped: true, rule: Default::default(), clusters: 0, videos: 0 },
+            excluded: None,
+            config: EvalConfig { task: Task::Segment, ..Default::default() },
+            device: "Cpu".into(),
+            git_commit: "x".into(),
+            command_line: vec![],
+            seconds: 1.0,
+            summary: Summary::of(&runs),
+            overlays: vec![],
+            runs,
+        }
+    }
+
+    #[test]
+    fn reports_compare_side_by_side_and_pair_run_by_run() {
+        let random = report("random", &[0.5, 0.6, 0.55, 0.45], "v1");
+        let better = report("spg", &[0.6, 0.7, 0.65, 0.55], "v1");
+        let mixed = report("mixed", &[0.6, 0.5, 0.6, 0.4], "v1");
+        let t = compare(&[("r".into(), random.clone()), ("s".into(), better.clone()), ("m".into(), mixed)]);
+        assert!(t.contains("| random | frozen encoder, decoder trained | 100, 224 | 0.525 ± 0.065 |"), "{t}");
+        assert!(t.contains("spg is ahead of random in Dice by +0.100 [+0.100, +0.100], higher in 4 of 4 runs"), "{t}");
+        assert!(t.contains("spg is ahead of random in mask AP by +0.050"), "{t}");
+        assert!(t.contains("mixed vs random, Dice: no difference detected"), "{t}");
+        let other = report("other", &[0.6, 0.7, 0.65, 0.55], "v2");
+        assert!(paired(&random, &other).unwrap_err().contains("different store versions"));
+        let mut shuffled = better.clone();
+        shuffled.runs[0].images[0].path = "elsewhere.png".into();
+        assert!(paired(&random, &shuffled).unwrap_err().contains("folds or seeds differ"));
+        let dir = tempfile::tempdir().unwrap();
+        random.write(dir.path()).unwrap();
+        assert!(is_dense_report(dir.path()));
+        assert_eq!(DenseReport::read(dir.path()).unwrap(), random);
+        assert!(random.markdown().contains("| Dice | 0.525 ± 0.065 (n 4) |"));
     }
 }

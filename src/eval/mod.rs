@@ -10,5 +10,6 @@ pub mod folds;
 pub mod mask;
 pub mod metrics;
 pub mod overlay;
+pub mod paired;
 pub mod report;
 pub mod seg;

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 pub const FORMAT: &str = "usctl-eval-report";
 /// 2: `duplicates` and `excluded`, and the config keys `duplicate_groups`, `exclude_overlap_with`.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: the config key `task` (always "classify" here; segment and detect write dense reports).
+pub const FORMAT_VERSION: u32 = 3;
 pub const JSON: &str = "report.json";
 pub const MARKDOWN: &str = "report.md";
 
@@ -348,8 +349,8 @@ impl Report {
         let fail = |message: String| EvalError::Report { path: file.clone(), message };
         let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| fail(format!("not JSON ({e}); give the directory `usctl eval --out` wrote")))?;
         let version = v.get("format_version").and_then(|f| f.as_u64());
-        if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) || !matches!(version, Some(1..=2)) {
-            return Err(fail(format!("not a {FORMAT} file of version 1 or {FORMAT_VERSION}; give the directory `usctl eval --out` wrote")));
+        if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) || !version.is_some_and(|v| (1..=FORMAT_VERSION as u64).contains(&v)) {
+            return Err(fail(format!("not a {FORMAT} file of version 1 to {FORMAT_VERSION}; give the directory `usctl eval --out` wrote")));
         }
         let mut r: Report = serde_json::from_value(v).map_err(|e| fail(e.to_string()))?;
         if version == Some(1) {
@@ -541,9 +542,9 @@ mod tests {
         let old = Report::read(dir.path()).unwrap();
         assert_eq!((old.duplicates.as_ref(), old.excluded.as_ref(), old.config.duplicate_groups), (None, None, false));
         assert!(old.markdown().contains("duplicate clusters not considered (a format 1 report)"));
-        v1["format_version"] = 3.into();
+        v1["format_version"] = 4.into();
         std::fs::write(dir.path().join(JSON), v1.to_string()).unwrap();
-        assert!(Report::read(dir.path()).unwrap_err().to_string().contains("version 1 or 2"));
+        assert!(Report::read(dir.path()).unwrap_err().to_string().contains("version 1 to 3"));
         let grouped = report("random", Protocol::Linear, Selection::Fixed, vec![run(0, 0, m(), m())]);
         let t = compare(&[("a".into(), grouped.clone()), ("b".into(), r.clone())]);
         assert!(t.contains("| patient + 1 dup. clusters |") && t.contains("| patient (dup. grouping off, 3 clusters) |"), "{t}");

@@ -145,6 +145,7 @@ fn run_fold(ctx: &Ctx, fold: usize, rep: usize, overlays: &mut Vec<String>) -> R
     let model = SegModel::new(p, c.seed, run_seed)?;
     let mut adam = Adam::new(model.trainable(), c.weight_decay);
     let mut train_loss = f64::NAN;
+    let (training, mut trained) = (Instant::now(), 0usize);
     for epoch in 0..c.epochs {
         let lr = schedule::lr_at(c.lr, epoch as u64, c.epochs as u64, 0);
         let mut rng = seed::stream(run_seed, "eval-epoch", &[epoch as u64]);
@@ -164,7 +165,9 @@ fn run_fold(ctx: &Ctx, fold: usize, rep: usize, overlays: &mut Vec<String>) -> R
             n += batch.len();
         }
         train_loss = sum / n.max(1) as f64;
+        trained += n;
     }
+    let train_images_per_s = trained as f64 / training.elapsed().as_secs_f64();
     let frames = p.ds.frames_of(&test);
     let rows: Vec<usize> = frames.iter().map(|f| f.1).collect();
     let probs = ctx.predict(&model, &rows)?;
@@ -191,6 +194,7 @@ fn run_fold(ctx: &Ctx, fold: usize, rep: usize, overlays: &mut Vec<String>) -> R
         semantic,
         boxes,
         masks,
+        train_images_per_s,
         seconds: started.elapsed().as_secs_f64(),
         images: scoring.images,
     })
