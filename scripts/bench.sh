@@ -130,3 +130,5 @@ echo "bench: usctl audit of POCUS + COVID-BLUES"
 if [ -d "$RAW/pocus" ]; then scripts/bench_audit.sh "$RAW" | tee -a "$OUT"; fi
 echo "bench: usctl pack and unpack of the stores ingested above"
 if [ -d "$work/store/covid-blues" ]; then scripts/bench_pack.sh "$work/store" | tee -a "$OUT"; fi
+echo "bench: segmentation training on BUSI (usctl eval --task segment, 128 px)"
+if [ -d "$RAW/busi" ]; then scripts/bench_segment.sh "$RAW" | tee -a "$OUT"; fi

@@ -30,7 +30,7 @@ class = "malignant"
 /// the same ellipses as 255 in the masks.
 fn lesions(k: u32) -> Vec<(f64, f64, f64, f64)> {
     let e = |j: u32| (10.0 + ((k * 7 + j * 13) % 24) as f64, 10.0 + ((k * 5 + j * 11) % 24) as f64, 5.0 + (k % 4) as f64, 4.0 + ((k + j) % 3) as f64);
-    if k % 5 == 0 {
+    if k.is_multiple_of(5) {
         vec![(8.0 + (k % 3) as f64, 9.0, 4.0, 4.0), (38.0, 36.0 - (k % 4) as f64, 5.0, 4.0)]
     } else {
         vec![e(0)]
@@ -51,7 +51,7 @@ fn save(path: &Path, img: image::GrayImage) {
 /// no mask.
 fn corpus(raw: &Path) {
     for k in 0..24u32 {
-        let class = if k % 2 == 0 { "benign" } else { "malignant" };
+        let class = if k.is_multiple_of(2) { "benign" } else { "malignant" };
         let name = format!("{}{k}", &class[..1]);
         let ls = lesions(k);
         let mut noise = 0x2545_f491u32.wrapping_mul(k + 1);

@@ -172,6 +172,25 @@ pub struct DenseRun {
     pub images: Vec<ImageResult>,
 }
 
+impl DenseRun {
+    /// One line for progress output.
+    pub fn line(&self) -> String {
+        let s = &self.semantic;
+        format!(
+            "Dice {}, IoU {}, boundary F1 {}, box AP {}, mask AP {} ({} test images, loss {:.3}, {:.1} training images/s) {:.1} s",
+            opt(s.dice),
+            opt(s.iou),
+            opt(s.boundary_f1),
+            opt(self.boxes.ap),
+            opt(self.masks.ap),
+            self.test_images,
+            self.train_loss,
+            self.train_images_per_s,
+            self.seconds
+        )
+    }
+}
+
 /// Mean ± sd over the runs where the value exists (`n` says how many).
 fn over(runs: &[DenseRun], f: impl Fn(&DenseRun) -> Option<f64>) -> Option<MeanSd> {
     let v: Vec<f64> = runs.iter().filter_map(f).collect();
@@ -395,8 +414,11 @@ pub fn is_dense_report(path: &Path) -> bool {
     format.and_then(|f| f.as_str().map(|f| f == FORMAT)).unwrap_or(false)
 }
 
-/// The metrics `usctl report` pairs, by name, with each run's value.
-const PAIRED: [(&str, fn(&DenseRun) -> Option<f64>); 5] = [
+/// A run's value of one metric (None where the run has no such value).
+type Metric = fn(&DenseRun) -> Option<f64>;
+
+/// The metrics `usctl report` pairs, by name.
+const PAIRED: [(&str, Metric); 5] = [
     ("Dice", |r| r.semantic.dice),
     ("IoU", |r| r.semantic.iou),
     ("boundary F1", |r| r.semantic.boundary_f1),

@@ -229,22 +229,7 @@ pub fn evaluate(o: EvalOptions) -> Result<DenseReport, EvalError> {
             let r = run_fold(&ctx, fold, rep, &mut overlays)?;
             writeln!(runs_file, "{}", serde_json::to_string(&r).unwrap_or_default()).map_err(EvalError::io(&runs_path))?;
             if o.progress {
-                let f = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.3}"));
-                eprintln!(
-                    "fold {}/{} seed {}/{}: Dice {}, IoU {}, boundary F1 {}, box AP {}, mask AP {} ({} test images, loss {:.3}) {:.1} s",
-                    fold + 1,
-                    p.folds.k,
-                    rep + 1,
-                    c.seeds,
-                    f(r.semantic.dice),
-                    f(r.semantic.iou),
-                    f(r.semantic.boundary_f1),
-                    f(r.boxes.ap),
-                    f(r.masks.ap),
-                    r.test_images,
-                    r.train_loss,
-                    r.seconds
-                );
+                eprintln!("fold {}/{} seed {}/{}: {}", fold + 1, p.folds.k, rep + 1, c.seeds, r.line());
             }
             runs.push(r);
         }
@@ -301,20 +286,7 @@ mod tests {
     }
 
     fn config(protocol: Protocol) -> EvalConfig {
-        EvalConfig {
-            task: Task::Segment,
-            protocol,
-            folds: 2,
-            seeds: 1,
-            epochs: 1,
-            batch_size: 4,
-            image_size: 32,
-            lr: 1e-3,
-            device: usctl::config::DeviceChoice::Cpu,
-            threads: 1,
-            exclude_classes: vec![],
-            ..Default::default()
-        }
+        EvalConfig { task: Task::Segment, epochs: 1, ..testkit::eval_config(protocol) }
     }
 
     #[test]
@@ -329,7 +301,7 @@ mod tests {
         let mut adam = Adam::new(model.trainable(), 0.0);
         let rows: Vec<usize> = (0..4).collect();
         let (x, t) = ctx.batch(&rows, &[AugParams::IDENTITY; 4]);
-        assert_eq!(t.sum(tch::Kind::Float).double_value(&[]) > 0.0, true, "the discs are in the targets");
+        assert!(t.sum(tch::Kind::Float).double_value(&[]) > 0.0, "the discs are in the targets");
         adam.zero_grad();
         loss::dice_bce(&model.logits(&x, true), &t).unwrap().backward();
         adam.step(0.01);

@@ -535,22 +535,7 @@ pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
 mod tests {
     use super::*;
     use crate::testkit;
-
-    fn config(protocol: Protocol) -> EvalConfig {
-        EvalConfig {
-            protocol,
-            folds: 2,
-            seeds: 1,
-            epochs: 2,
-            batch_size: 4,
-            image_size: 32,
-            lr: 1e-3,
-            device: usctl::config::DeviceChoice::Cpu,
-            threads: 1,
-            exclude_classes: vec![],
-            ..Default::default()
-        }
-    }
+    use testkit::eval_config as config;
 
     /// A labelled test store of `videos` videos in `dir`, opened, and the dataset `c` selects.
     fn opened(dir: &Path, videos: usize, c: &EvalConfig) -> (Store, Dataset) {

@@ -3,9 +3,27 @@
 //! frame to frame, plus noise: frames of one video look alike, videos differ by a learnable pattern.
 
 use std::path::{Path, PathBuf};
+use usctl::eval::config::{EvalConfig, Protocol};
 use usctl::store::index::VideoRow;
 use usctl::store::writer::{FrameMeta, NewMask, StoreWriter};
 use usctl::store::{IngestParams, StoreMeta, FORMAT_NAME, FORMAT_VERSION};
+
+/// A small, fast evaluation config for tests: 2 folds, 1 seed, 2 epochs, 32 px, batch 4, CPU.
+pub fn eval_config(protocol: Protocol) -> EvalConfig {
+    EvalConfig {
+        protocol,
+        folds: 2,
+        seeds: 1,
+        epochs: 2,
+        batch_size: 4,
+        image_size: 32,
+        lr: 1e-3,
+        device: usctl::config::DeviceChoice::Cpu,
+        threads: 1,
+        exclude_classes: vec![],
+        ..Default::default()
+    }
+}
 
 pub fn grating(v: usize, frame: usize, size: usize) -> Vec<u8> {
     let theta = v as f64 * 2.399; // golden angle: orientations spread out
