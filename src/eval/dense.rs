@@ -36,6 +36,22 @@ pub fn boundary_tolerance(size: usize) -> f64 {
     0.0075 * std::f64::consts::SQRT_2 * size as f64
 }
 
+/// A file name for an image's overlay: its stored path without the extension, every run of
+/// characters other than ASCII letters and digits as one `-` ("benign/images/benign (10).png" →
+/// "benign-images-benign-10").
+pub fn file_stem(path: &str) -> String {
+    let stem = path.rsplit_once('.').filter(|(_, ext)| ext.chars().all(|c| c.is_ascii_alphanumeric())).map_or(path, |(s, _)| s);
+    let mut out = String::new();
+    for c in stem.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
 /// A predicted lesion: its pixels and score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Predicted {
@@ -528,6 +544,13 @@ mod tests {
             p[y * 6 + x] = v;
         }
         p
+    }
+
+    #[test]
+    fn overlay_names_are_plain() {
+        assert_eq!(file_stem("benign/images/benign (10).png"), "benign-images-benign-10");
+        assert_eq!(file_stem("a.b/c"), "a-b-c");
+        assert_eq!(file_stem("v.mp4#3"), "v-mp4-3");
     }
 
     #[test]

@@ -126,7 +126,7 @@ impl Ctx<'_> {
         let marks =
             Marks { truth: truth.iter().collect(), predicted_boxes: boxes(&predicted), truth_boxes: boxes(&truth.iter().collect::<Vec<_>>()), predicted };
         let image = overlay::overlay(self.p.store.frame(row), side, side, &marks);
-        let name = format!("{OVERLAY_DIR}/fold{}-{}.png", fold + 1, path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect::<String>());
+        let name = format!("{OVERLAY_DIR}/fold{}-{}.png", fold + 1, dense::file_stem(path));
         let file = self.out.join(&name);
         std::fs::create_dir_all(self.out.join(OVERLAY_DIR)).map_err(EvalError::io(self.out.join(OVERLAY_DIR)))?;
         image.save(&file).map_err(|e| EvalError::Report { path: file.clone(), message: e.to_string() })?;
