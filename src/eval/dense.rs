@@ -461,21 +461,8 @@ pub fn paired(a: &DenseReport, b: &DenseReport) -> Result<Vec<(&'static str, Pai
     if let Some(why) = unpairable(a, b) {
         return Err(why);
     }
-    let mut out = Vec::new();
-    for (name, f) in PAIRED {
-        let (mut xa, mut xb) = (Vec::new(), Vec::new());
-        for ra in &a.runs {
-            let rb = b.runs.iter().find(|r| (r.fold, r.rep) == (ra.fold, ra.rep));
-            if let (Some(va), Some(vb)) = (f(ra), rb.and_then(f)) {
-                xa.push(va);
-                xb.push(vb);
-            }
-        }
-        if let Some(p) = paired::compare(&xa, &xb, a.config.seed) {
-            out.push((name, p));
-        }
-    }
-    Ok(out)
+    let values = |r: &DenseReport, f: Metric| -> Vec<((usize, usize), f64)> { r.runs.iter().filter_map(|x| f(x).map(|v| ((x.fold, x.rep), v))).collect() };
+    Ok(PAIRED.iter().filter_map(|(name, f)| paired::by_key(&values(a, *f), &values(b, *f), a.config.seed).map(|p| (*name, p))).collect())
 }
 
 /// Several segment/detect reports side by side, then each report paired with the first report
@@ -510,14 +497,12 @@ pub fn compare(reports: &[(PathBuf, DenseReport)]) -> String {
             dir.display()
         );
     }
-    let mut lines = Vec::new();
-    for (i, (_, b)) in reports.iter().enumerate() {
-        let Some((_, a)) = reports[..i].iter().find(|(_, a)| a.protocol == b.protocol) else { continue };
-        match paired(a, b) {
-            Ok(ps) => lines.extend(ps.iter().map(|(name, p)| format!("- {}: {}", protocol_text(b.protocol), p.sentence(&b.label, &a.label, name)))),
-            Err(why) => lines.push(format!("- {} vs {} ({}): not paired: {why}", b.label, a.label, protocol_text(b.protocol))),
-        }
-    }
+    let lines = paired::against_baselines(
+        reports,
+        |(_, r)| r.protocol,
+        |(_, a), (_, b)| Ok(paired(a, b)?.iter().map(|(name, p)| format!("{}: {}", protocol_text(b.protocol), p.sentence(&b.label, &a.label, name))).collect()),
+        |(_, r)| format!("{} ({})", r.label, protocol_text(r.protocol)),
+    );
     if !lines.is_empty() {
         let _ = writeln!(
             o,
@@ -525,7 +510,7 @@ pub fn compare(reports: &[(PathBuf, DenseReport)]) -> String {
             paired::RESAMPLES
         );
         for l in lines {
-            let _ = writeln!(o, "{l}");
+            let _ = writeln!(o, "- {l}");
         }
     }
     o
@@ -657,6 +642,11 @@ mod tests {
         assert!(t.contains("mixed vs random, Dice: no difference detected"), "{t}");
         let other = report("other", &[0.6, 0.7, 0.65, 0.55], "v2");
         assert!(paired(&random, &other).unwrap_err().contains("different store versions"));
+        let t = compare(&[("r".into(), random.clone()), ("o".into(), other)]);
+        assert!(
+            t.contains("- other (frozen encoder, decoder trained) vs random (frozen encoder, decoder trained): not paired: different store versions"),
+            "{t}"
+        );
         let mut shuffled = better.clone();
         shuffled.runs[0].images[0].path = "elsewhere.png".into();
         assert!(paired(&random, &shuffled).unwrap_err().contains("folds or seeds differ"));

@@ -59,6 +59,31 @@ pub fn compare(a: &[f64], b: &[f64], seed: u64) -> Option<Paired> {
     })
 }
 
+/// Pairs values by key (a run's fold and seed): b − a over the keys both sides have.
+pub fn by_key<K: PartialEq>(a: &[(K, f64)], b: &[(K, f64)], seed: u64) -> Option<Paired> {
+    let (xa, xb): (Vec<f64>, Vec<f64>) = a.iter().filter_map(|(k, va)| b.iter().find(|(kb, _)| kb == k).map(|(_, vb)| (*va, *vb))).unzip();
+    compare(&xa, &xb, seed)
+}
+
+/// Each later item paired with the first earlier one in the same `group` (e.g. protocol): the
+/// baseline goes first. `pair` gives the sentences of b against a, or why they cannot be paired.
+pub fn against_baselines<T, G: PartialEq>(
+    items: &[T],
+    group: impl Fn(&T) -> G,
+    pair: impl Fn(&T, &T) -> Result<Vec<String>, String>,
+    name: impl Fn(&T) -> String,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (i, b) in items.iter().enumerate() {
+        let Some(a) = items[..i].iter().find(|a| group(a) == group(b)) else { continue };
+        match pair(a, b) {
+            Ok(sentences) => lines.extend(sentences),
+            Err(why) => lines.push(format!("{} vs {}: not paired: {why}", name(b), name(a))),
+        }
+    }
+    lines
+}
+
 impl Paired {
     /// Whether the interval excludes zero.
     pub fn is_difference(&self) -> bool {
@@ -124,6 +149,23 @@ mod tests {
         let half = 1.96 * sd / 20.0;
         assert!((p.low - (p.mean - half)).abs() < 0.002 && (p.high - (p.mean + half)).abs() < 0.002, "{p:?} vs ±{half}");
         assert!(p.is_difference());
+    }
+
+    #[test]
+    fn pairs_by_key_and_against_the_first_of_each_group() {
+        let a = [((0, 0), 0.5), ((1, 0), 0.6), ((2, 0), 0.9)];
+        let b = [((1, 0), 0.7), ((0, 0), 0.6)];
+        let p = by_key(&a, &b, 0).unwrap();
+        assert_eq!(p.n, 2);
+        assert!((p.mean - 0.1).abs() < 1e-12);
+        let items = [("random", 1), ("spg", 1), ("x", 2), ("rs", 1)];
+        let lines = against_baselines(
+            &items,
+            |t| t.1,
+            |a, b| if b.0 == "rs" { Err("other folds".into()) } else { Ok(vec![format!("{} vs {}", b.0, a.0)]) },
+            |t| t.0.to_string(),
+        );
+        assert_eq!(lines, vec!["spg vs random", "rs vs random: not paired: other folds"]);
     }
 
     #[test]

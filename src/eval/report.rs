@@ -6,6 +6,7 @@
 use super::config::{EvalConfig, Protocol, Selection};
 use super::data::Dropped;
 use super::metrics::{self, Confusion, Scores};
+use super::paired::{self, Paired};
 use crate::error::EvalError;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -361,6 +362,45 @@ impl Report {
     }
 }
 
+/// A run's value of one metric.
+type Metric = fn(&FoldRun) -> f64;
+
+/// The metrics `usctl report` pairs, by name.
+const PAIRED: [(&str, Metric); 4] = [
+    ("frame accuracy", |r| metrics::scores(&r.frame).accuracy),
+    ("frame balanced accuracy", |r| metrics::scores(&r.frame).balanced_accuracy),
+    ("frame macro-F1", |r| metrics::scores(&r.frame).macro_f1),
+    ("video accuracy", |r| metrics::scores(&r.video).accuracy),
+];
+
+/// Why two reports cannot be paired run by run, or None when they evaluated the same videos with
+/// the same folds and seeds: same store version and classes, root seed, k, repetitions, duplicate
+/// grouping and dropped videos, and every (fold, seed) run with the same numbers of test videos
+/// and frames.
+fn unpairable(a: &Report, b: &Report) -> Option<String> {
+    if (&a.store.version_id, &a.classes) != (&b.store.version_id, &b.classes) {
+        return Some("they evaluate different store versions or classes".into());
+    }
+    let split =
+        |r: &Report| (r.config.seed, r.config.folds, r.config.seeds, r.duplicates.as_ref().map(|d| d.grouped), r.excluded.as_ref().map(|x| x.dropped.clone()));
+    let runs = |r: &Report| {
+        let mut v: Vec<_> = r.runs.iter().map(|x| (x.fold, x.rep, x.test_videos, x.test_frames)).collect();
+        v.sort();
+        v
+    };
+    (split(a) != split(b) || runs(a) != runs(b))
+        .then(|| "their folds or seeds differ (same --seed, --folds, --seeds and duplicate grouping, or --folds-file)".into())
+}
+
+/// b against a, metric by metric, over their (fold, seed) pairs.
+pub fn paired(a: &Report, b: &Report) -> Result<Vec<(&'static str, Paired)>, String> {
+    if let Some(why) = unpairable(a, b) {
+        return Err(why);
+    }
+    let values = |r: &Report, f: Metric| -> Vec<((usize, usize), f64)> { r.runs.iter().map(|x| ((x.fold, x.rep), f(x))).collect() };
+    Ok(PAIRED.iter().filter_map(|(name, f)| paired::by_key(&values(a, *f), &values(b, *f), a.config.seed).map(|p| (*name, p))).collect())
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
     crate::files::write_atomic(path, bytes).map_err(EvalError::io(path))
 }
@@ -421,6 +461,22 @@ pub fn compare(reports: &[(PathBuf, Report)]) -> String {
             r.seconds,
             path.display()
         );
+    }
+    let lines = paired::against_baselines(
+        reports,
+        |(_, r)| (r.protocol, r.selection),
+        |(_, a), (_, b)| Ok(paired(a, b)?.iter().map(|(name, p)| format!("{}: {}", b.protocol.name(), p.sentence(&b.label, &a.label, name))).collect()),
+        |(_, r)| format!("{} ({})", r.label, r.protocol.name()),
+    );
+    if !lines.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nPaired with the first report of the same protocol and selection, over identical folds and seeds: mean difference, bootstrap 95 % interval ({} resamples), runs ahead:\n",
+            paired::RESAMPLES
+        );
+        for l in lines {
+            let _ = writeln!(o, "- {l}");
+        }
     }
     let mut groupings: Vec<Option<bool>> = reports.iter().map(|(_, r)| r.duplicates.as_ref().map(|d| d.grouped)).collect();
     groupings.dedup();
@@ -509,6 +565,28 @@ mod tests {
         assert!(t.contains("| random | 1.000 ± 0.000 | – |"), "{t}");
         assert!(t.contains("| spg | 1.000 ± 0.000 | 1.000 ± 0.000 † |"), "{t}");
         assert!(t.contains("optimistic"));
+    }
+
+    #[test]
+    fn reports_on_the_same_folds_are_paired_run_by_run() {
+        // Frame confusion with `right` of 4 frames correct (2 per class), video confusion perfect.
+        let m = |right: u64| vec![vec![right.min(2), 2 - right.min(2)], vec![2 - right.saturating_sub(2), right.saturating_sub(2)]];
+        let runs = |rights: &[u64]| rights.iter().enumerate().map(|(k, &r)| run(k % 2, k / 2, m(r), m(4))).collect::<Vec<_>>();
+        let random = report("random", Protocol::Linear, Selection::Fixed, runs(&[2, 2, 3, 2]));
+        let spg = report("spg", Protocol::Linear, Selection::Fixed, runs(&[3, 3, 4, 3]));
+        let same = report("same", Protocol::Linear, Selection::Fixed, runs(&[3, 1, 3, 2]));
+        let t = compare(&[("r".into(), random.clone()), ("s".into(), spg.clone()), ("x".into(), same)]);
+        assert!(t.contains("- linear: spg is ahead of random in frame accuracy by +0.250 [+0.250, +0.250], higher in 4 of 4 runs"), "{t}");
+        assert!(t.contains("- linear: same vs random, frame accuracy: no difference detected (+0.000"), "{t}");
+        assert!(t.contains("- linear: spg vs random, video accuracy: no difference detected (+0.000 [+0.000, +0.000], higher in 0 of 4 runs)"), "{t}");
+        let mut other = spg.clone();
+        other.runs[0].test_frames += 1;
+        assert!(paired(&random, &other).unwrap_err().contains("folds or seeds differ"));
+        other.store.version_id = "w".into();
+        assert!(paired(&random, &other).unwrap_err().contains("different store versions"));
+        let mut all = spg;
+        all.protocol = Protocol::All;
+        assert!(!compare(&[("r".into(), random), ("a".into(), all)]).contains("Paired with"), "no baseline of its protocol");
     }
 
     #[test]
