@@ -142,8 +142,8 @@ pub fn export(checkpoint: &Path, out: &Path, eval: Option<&Path>, force: bool) -
                 "classes": r.classes,
                 "folds": r.config.folds,
                 "seeds": r.config.seeds,
-                "frame": {"accuracy": r.frame.accuracy, "balanced_accuracy": r.frame.balanced_accuracy, "macro_f1": r.frame.macro_f1},
-                "video": {"accuracy": r.video.accuracy, "balanced_accuracy": r.video.balanced_accuracy, "macro_f1": r.video.macro_f1},
+                "frame": {"accuracy": r.frame.accuracy, "balanced_accuracy": r.frame.balanced_accuracy, "macro_f1": r.frame.macro_f1, "auc": r.frame.auc},
+                "video": {"accuracy": r.video.accuracy, "balanced_accuracy": r.video.balanced_accuracy, "macro_f1": r.video.macro_f1, "auc": r.video.auc},
             }))
         }
         None => None,

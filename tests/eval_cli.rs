@@ -275,7 +275,7 @@ fn near_duplicates_share_a_fold_and_overlap_with_another_store_is_dropped() {
         .expect("some ungrouped 2-fold split separates two of 12 patients");
     let off = d.join(format!("ev-{split_seed}---duplicate-groups-off"));
     let report = json(&off.join("report.json"));
-    assert_eq!(report["format_version"], 2);
+    assert_eq!(report["format_version"], usctl::eval::report::FORMAT_VERSION);
     assert_eq!(
         report["duplicates"],
         serde_json::json!({"grouped": false, "rule": {"radius": 10, "still_radius": 8, "share": 0.5}, "clusters": 1, "videos": 2})

@@ -73,29 +73,74 @@ pub fn mean_sd(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// Video-level probabilities: the mean of each video's frames' class probabilities. `video[i]`
+/// names frame i's video; the result is (video, probabilities) in order of first appearance.
+pub fn video_probabilities(probs: &[Vec<f64>], video: &[usize]) -> Vec<(usize, Vec<f64>)> {
+    let mut order: Vec<usize> = Vec::new();
+    let mut sums: std::collections::HashMap<usize, (Vec<f64>, usize)> = Default::default();
+    for (p, &v) in probs.iter().zip(video) {
+        let s = sums.entry(v).or_insert_with(|| {
+            order.push(v);
+            (vec![0.0; p.len()], 0)
+        });
+        for (a, b) in s.0.iter_mut().zip(p) {
+            *a += b;
+        }
+        s.1 += 1;
+    }
+    order.into_iter().map(|v| (v, sums[&v].0.iter().map(|x| x / sums[&v].1 as f64).collect())).collect()
+}
+
+/// The class with the largest probability (ties go to the lower class).
+pub fn argmax(p: &[f64]) -> usize {
+    (0..p.len()).fold(0, |b, c| if p[c] > p[b] { c } else { b })
+}
+
 /// Video-level predictions: the class probabilities of a video's frames are averaged and the
 /// largest wins (ties go to the lower class). `video[i]` names frame i's video; the result is
 /// (video, predicted class) in order of first appearance.
 pub fn video_predictions(probs: &[Vec<f64>], video: &[usize]) -> Vec<(usize, usize)> {
-    let mut order: Vec<usize> = Vec::new();
-    let mut sums: std::collections::HashMap<usize, Vec<f64>> = Default::default();
-    for (p, &v) in probs.iter().zip(video) {
-        let s = sums.entry(v).or_insert_with(|| {
-            order.push(v);
-            vec![0.0; p.len()]
-        });
-        for (a, b) in s.iter_mut().zip(p) {
-            *a += b;
-        }
+    video_probabilities(probs, video).into_iter().map(|(v, p)| (v, argmax(&p))).collect()
+}
+
+/// ROC AUC of scores for a binary truth: the probability that a random positive scores above a
+/// random negative, ties counting one half (Mann–Whitney U from average ranks). None without both
+/// a positive and a negative.
+pub fn auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
+    let n_pos = positive.iter().filter(|&&p| p).count();
+    let n_neg = positive.len() - n_pos;
+    if n_pos == 0 || n_neg == 0 {
+        return None;
     }
-    order
-        .into_iter()
-        .map(|v| {
-            let s = &sums[&v];
-            let best = (0..s.len()).fold(0, |b, c| if s[c] > s[b] { c } else { b });
-            (v, best)
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+            j += 1;
+        }
+        // Ranks i+1 ..= j+1 share their mean.
+        let mean_rank = (i + j + 2) as f64 / 2.0;
+        rank_sum += mean_rank * order[i..=j].iter().filter(|&&k| positive[k]).count() as f64;
+        i = j + 1;
+    }
+    Some((rank_sum - (n_pos * (n_pos + 1)) as f64 / 2.0) / (n_pos * n_neg) as f64)
+}
+
+/// Macro one-vs-rest ROC AUC: each class's probability against "this class or not", averaged
+/// over the classes that have both positives and negatives in `truth` (scikit-learn's
+/// `roc_auc_score(multi_class="ovr", average="macro")` on the classes present). None when no class
+/// qualifies.
+pub fn macro_auc(probs: &[Vec<f64>], truth: &[usize], classes: usize) -> Option<f64> {
+    let per: Vec<f64> = (0..classes)
+        .filter_map(|c| {
+            let scores: Vec<f64> = probs.iter().map(|p| p[c]).collect();
+            auc(&scores, &truth.iter().map(|&t| t == c).collect::<Vec<_>>())
         })
-        .collect()
+        .collect();
+    (!per.is_empty()).then(|| per.iter().sum::<f64>() / per.len() as f64)
 }
 
 #[cfg(test)]
@@ -144,5 +189,58 @@ mod tests {
         // Video 7: frames (0.9, 0.1) and (0.2, 0.8) → mean (0.55, 0.45) → class 0.
         assert_eq!(video_predictions(&probs, &[7, 7, 3, 3]), vec![(7, 0), (3, 1)]);
         assert_eq!(video_predictions(&[vec![0.5, 0.5]], &[1]), vec![(1, 0)], "a tie goes to the lower class");
+        let vp = video_probabilities(&probs, &[7, 7, 3, 3]);
+        assert_eq!(vp[0].0, 7);
+        assert!(close(vp[0].1[0], 0.55) && close(vp[1].1[1], 0.6));
+    }
+
+    /// AUC by counting every positive–negative pair.
+    fn naive_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
+        let (mut wins, mut pairs) = (0.0, 0.0);
+        for (i, &pi) in positive.iter().enumerate() {
+            for (j, &pj) in positive.iter().enumerate() {
+                if pi && !pj {
+                    pairs += 1.0;
+                    wins += if scores[i] > scores[j] {
+                        1.0
+                    } else if scores[i] == scores[j] {
+                        0.5
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        (pairs > 0.0).then(|| wins / pairs)
+    }
+
+    #[test]
+    fn auc_equals_pair_counting_with_ties() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for case in 0..300 {
+            let n = rng.gen_range(1..40);
+            // Scores on a coarse grid, so that ties are common.
+            let scores: Vec<f64> = (0..n).map(|_| rng.gen_range(0..8) as f64 / 8.0).collect();
+            let positive: Vec<bool> = (0..n).map(|_| rng.gen_bool(0.4)).collect();
+            match (auc(&scores, &positive), naive_auc(&scores, &positive)) {
+                (Some(a), Some(b)) => assert!(close(a, b), "case {case}: {a} vs {b}"),
+                (a, b) => assert_eq!(a, b, "case {case}"),
+            }
+        }
+        assert_eq!(auc(&[0.1, 0.9], &[false, true]), Some(1.0));
+        assert_eq!(auc(&[0.5, 0.5], &[false, true]), Some(0.5));
+        assert_eq!(auc(&[0.5, 0.7], &[true, true]), None);
+    }
+
+    #[test]
+    fn macro_auc_averages_the_classes_present() {
+        // Three classes; class 2 never occurs, so it is left out of the average.
+        let probs = vec![vec![0.8, 0.1, 0.1], vec![0.6, 0.3, 0.1], vec![0.3, 0.6, 0.1], vec![0.7, 0.2, 0.1]];
+        let truth = [0, 0, 1, 1];
+        // Class 0: positives 0.8, 0.6 vs negatives 0.3, 0.7 → (1 + 1 + 1 + 0) / 4 = 0.75.
+        // Class 1: positives 0.6, 0.2 vs negatives 0.1, 0.3 → (1 + 1 + 1 + 0) / 4 = 0.75.
+        assert!(close(macro_auc(&probs, &truth, 3).unwrap(), 0.75));
+        assert_eq!(macro_auc(&probs[..1], &[0], 3), None);
     }
 }

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub const FORMAT: &str = "usctl-eval-report";
 /// 2: `duplicates` and `excluded`, and the config keys `duplicate_groups`, `exclude_overlap_with`.
 /// 3: the config key `task` (always "classify" here; segment and detect write dense reports).
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: macro one-vs-rest ROC AUC: `frame_auc`, `video_auc` per run, `auc` per level.
+pub const FORMAT_VERSION: u32 = 4;
 pub const JSON: &str = "report.json";
 pub const MARKDOWN: &str = "report.md";
 
@@ -36,6 +37,12 @@ pub struct FoldRun {
     pub selected_epoch: u32,
     pub frame: Confusion,
     pub video: Confusion,
+    /// Macro one-vs-rest ROC AUC of the frames' (videos' mean) class probabilities; None in
+    /// reports before format 4, and where no class has both positives and negatives.
+    #[serde(default)]
+    pub frame_auc: Option<f64>,
+    #[serde(default)]
+    pub video_auc: Option<f64>,
     pub seconds: f64,
 }
 
@@ -68,14 +75,18 @@ pub struct Level {
     pub accuracy: MeanSd,
     pub balanced_accuracy: MeanSd,
     pub macro_f1: MeanSd,
+    /// Macro one-vs-rest ROC AUC over the runs that have one (none before format 4).
+    #[serde(default)]
+    pub auc: Option<MeanSd>,
     /// Confusion matrices summed over folds and seeds, and the scores of that sum.
     pub summed: Confusion,
     pub summed_scores: Scores,
 }
 
 impl Level {
-    pub fn of<'a>(matrices: impl Iterator<Item = &'a Confusion> + Clone, classes: usize) -> Level {
+    pub fn of<'a>(matrices: impl Iterator<Item = &'a Confusion> + Clone, aucs: impl Iterator<Item = Option<f64>>, classes: usize) -> Level {
         let scores: Vec<Scores> = matrices.clone().map(metrics::scores).collect();
+        let aucs: Vec<f64> = aucs.flatten().collect();
         let pick = |f: fn(&Scores) -> f64| MeanSd::of(&scores.iter().map(f).collect::<Vec<_>>());
         let mut summed = vec![vec![0u64; classes]; classes];
         for m in matrices {
@@ -85,6 +96,7 @@ impl Level {
             accuracy: pick(|s| s.accuracy),
             balanced_accuracy: pick(|s| s.balanced_accuracy),
             macro_f1: pick(|s| s.macro_f1),
+            auc: (!aucs.is_empty()).then(|| MeanSd::of(&aucs)),
             summed_scores: metrics::scores(&summed),
             summed,
         }
@@ -209,6 +221,11 @@ fn grouping_cell(d: Option<&Duplicates>) -> String {
     }
 }
 
+/// An AUC summary, or "–" for reports before format 4.
+fn auc_cell(m: Option<MeanSd>) -> String {
+    m.map_or("–".into(), |m| m.to_string())
+}
+
 fn confusion_table(out: &mut String, classes: &[String], m: &Confusion) {
     let _ = writeln!(out, "| true \\ predicted | {} |", classes.join(" | "));
     let _ = writeln!(out, "|---|{}", "---:|".repeat(classes.len()));
@@ -278,9 +295,9 @@ impl Report {
         );
         let _ = writeln!(o, "- Device {}, {:.0} s in all; usctl commit {}\n", self.device, self.seconds, self.git_commit);
         let _ = writeln!(o, "Mean ± sd over folds × seeds:\n");
-        let _ = writeln!(o, "| level | accuracy | balanced accuracy | macro-F1 |\n|---|---|---|---|");
+        let _ = writeln!(o, "| level | accuracy | balanced accuracy | macro-F1 | ROC AUC (macro, one-vs-rest) |\n|---|---|---|---|---|");
         for (name, l) in [("frame", &self.frame), ("video", &self.video)] {
-            let _ = writeln!(o, "| {name} | {} | {} | {} |", l.accuracy, l.balanced_accuracy, l.macro_f1);
+            let _ = writeln!(o, "| {name} | {} | {} | {} | {} |", l.accuracy, l.balanced_accuracy, l.macro_f1, auc_cell(l.auc));
         }
         for (name, l) in [("frame", &self.frame), ("video", &self.video)] {
             let _ = writeln!(o, "\n## {name} level, summed over folds and seeds\n");
@@ -351,7 +368,13 @@ impl Report {
         let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| fail(format!("not JSON ({e}); give the directory `usctl eval --out` wrote")))?;
         let version = v.get("format_version").and_then(|f| f.as_u64());
         if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) || !version.is_some_and(|v| (1..=FORMAT_VERSION as u64).contains(&v)) {
-            return Err(fail(format!("not a {FORMAT} file of version 1 to {FORMAT_VERSION}; give the directory `usctl eval --out` wrote")));
+            let dense = v.get("format").and_then(|f| f.as_str()) == Some(super::dense::FORMAT);
+            let hint = if dense {
+                "it is a segment/detect report: give `usctl report` only such reports, or only classification ones"
+            } else {
+                "give the directory `usctl eval --out` wrote"
+            };
+            return Err(fail(format!("not a {FORMAT} file of version 1 to {FORMAT_VERSION}; {hint}")));
         }
         let mut r: Report = serde_json::from_value(v).map_err(|e| fail(e.to_string()))?;
         if version == Some(1) {
@@ -362,15 +385,16 @@ impl Report {
     }
 }
 
-/// A run's value of one metric.
-type Metric = fn(&FoldRun) -> f64;
+/// A run's value of one metric (None where the run has none).
+type Metric = fn(&FoldRun) -> Option<f64>;
 
 /// The metrics `usctl report` pairs, by name.
-const PAIRED: [(&str, Metric); 4] = [
-    ("frame accuracy", |r| metrics::scores(&r.frame).accuracy),
-    ("frame balanced accuracy", |r| metrics::scores(&r.frame).balanced_accuracy),
-    ("frame macro-F1", |r| metrics::scores(&r.frame).macro_f1),
-    ("video accuracy", |r| metrics::scores(&r.video).accuracy),
+const PAIRED: [(&str, Metric); 5] = [
+    ("frame accuracy", |r| Some(metrics::scores(&r.frame).accuracy)),
+    ("frame balanced accuracy", |r| Some(metrics::scores(&r.frame).balanced_accuracy)),
+    ("frame macro-F1", |r| Some(metrics::scores(&r.frame).macro_f1)),
+    ("frame AUC", |r| r.frame_auc),
+    ("video accuracy", |r| Some(metrics::scores(&r.video).accuracy)),
 ];
 
 /// Why two reports cannot be paired run by run, or None when they evaluated the same videos with
@@ -397,7 +421,7 @@ pub fn paired(a: &Report, b: &Report) -> Result<Vec<(&'static str, Paired)>, Str
     if let Some(why) = unpairable(a, b) {
         return Err(why);
     }
-    let values = |r: &Report, f: Metric| -> Vec<((usize, usize), f64)> { r.runs.iter().map(|x| ((x.fold, x.rep), f(x))).collect() };
+    let values = |r: &Report, f: Metric| -> Vec<((usize, usize), f64)> { r.runs.iter().filter_map(|x| f(x).map(|v| ((x.fold, x.rep), v))).collect() };
     Ok(PAIRED.iter().filter_map(|(name, f)| paired::by_key(&values(a, *f), &values(b, *f), a.config.seed).map(|p| (*name, p))).collect())
 }
 
@@ -440,12 +464,12 @@ pub fn compare(reports: &[(PathBuf, Report)]) -> String {
             .collect();
         let _ = writeln!(o, "| {l} | {} |", cells.join(" | "));
     }
-    let _ = writeln!(o, "\n| initialisation | protocol | selection | folds | epochs, px | frame accuracy | frame balanced acc. | frame macro-F1 | video accuracy | video macro-F1 | runs | seconds | report |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---:|---:|---|");
+    let _ = writeln!(o, "\n| initialisation | protocol | selection | folds | epochs, px | frame accuracy | frame balanced acc. | frame macro-F1 | frame AUC | video accuracy | video macro-F1 | runs | seconds | report |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---:|---:|---|");
     for (path, r) in reports {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {}, {} | {} | {} | {} | {} | {} | {} | {:.0} | `{}` |",
+            "| {} | {} | {} | {} | {}, {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | `{}` |",
             r.label,
             r.protocol.name(),
             r.selection.name(),
@@ -455,6 +479,7 @@ pub fn compare(reports: &[(PathBuf, Report)]) -> String {
             r.frame.accuracy,
             r.frame.balanced_accuracy,
             r.frame.macro_f1,
+            auc_cell(r.frame.auc),
             r.video.accuracy,
             r.video.macro_f1,
             r.runs.len(),
@@ -497,7 +522,21 @@ mod tests {
     use super::*;
 
     fn run(fold: usize, rep: usize, frame: Confusion, video: Confusion) -> FoldRun {
-        FoldRun { fold, rep, train_videos: 8, val_videos: 0, test_videos: 2, test_frames: 6, epochs_trained: 3, selected_epoch: 3, frame, video, seconds: 1.0 }
+        FoldRun {
+            fold,
+            rep,
+            train_videos: 8,
+            val_videos: 0,
+            test_videos: 2,
+            test_frames: 6,
+            epochs_trained: 3,
+            selected_epoch: 3,
+            frame,
+            video,
+            frame_auc: Some(0.5 + 0.1 * fold as f64),
+            video_auc: None,
+            seconds: 1.0,
+        }
     }
 
     pub(crate) fn report(label: &str, protocol: Protocol, selection: Selection, runs: Vec<FoldRun>) -> Report {
@@ -522,8 +561,8 @@ mod tests {
             git_commit: "x".into(),
             command_line: vec![],
             seconds: 2.0,
-            frame: Level::of(runs.iter().map(|r| &r.frame), 2),
-            video: Level::of(runs.iter().map(|r| &r.video), 2),
+            frame: Level::of(runs.iter().map(|r| &r.frame), runs.iter().map(|r| r.frame_auc), 2),
+            video: Level::of(runs.iter().map(|r| &r.video), runs.iter().map(|r| r.video_auc), 2),
             runs,
             classes,
         }
@@ -613,16 +652,24 @@ mod tests {
         for key in ["duplicates", "excluded"] {
             v1.as_object_mut().unwrap().remove(key);
         }
-        for key in ["duplicate_groups", "exclude_overlap_with"] {
+        for key in ["duplicate_groups", "exclude_overlap_with", "task"] {
             v1["config"].as_object_mut().unwrap().remove(key);
+        }
+        for level in ["frame", "video"] {
+            v1[level].as_object_mut().unwrap().remove("auc");
+        }
+        for run in v1["runs"].as_array_mut().unwrap() {
+            run.as_object_mut().unwrap().retain(|k, _| !k.ends_with("_auc"));
         }
         std::fs::write(dir.path().join(JSON), v1.to_string()).unwrap();
         let old = Report::read(dir.path()).unwrap();
         assert_eq!((old.duplicates.as_ref(), old.excluded.as_ref(), old.config.duplicate_groups), (None, None, false));
+        assert_eq!((old.frame.auc, old.runs[0].frame_auc), (None, None), "no AUC before format 4");
+        assert!(old.markdown().contains("| frame | 1.000 ± 0.000 | 1.000 ± 0.000 | 1.000 ± 0.000 | – |"), "{}", old.markdown());
         assert!(old.markdown().contains("duplicate clusters not considered (a format 1 report)"));
-        v1["format_version"] = 4.into();
+        v1["format_version"] = 5.into();
         std::fs::write(dir.path().join(JSON), v1.to_string()).unwrap();
-        assert!(Report::read(dir.path()).unwrap_err().to_string().contains("version 1 to 3"));
+        assert!(Report::read(dir.path()).unwrap_err().to_string().contains("version 1 to 4"));
         let grouped = report("random", Protocol::Linear, Selection::Fixed, vec![run(0, 0, m(), m())]);
         let t = compare(&[("a".into(), grouped.clone()), ("b".into(), r.clone())]);
         assert!(t.contains("| patient + 1 dup. clusters |") && t.contains("| patient (dup. grouping off, 3 clusters) |"), "{t}");

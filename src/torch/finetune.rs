@@ -146,6 +146,17 @@ impl Model {
     }
 }
 
+/// A model's scores on some videos.
+#[derive(Debug)]
+struct Predicted {
+    frame: Confusion,
+    video: Confusion,
+    frame_auc: Option<f64>,
+    video_auc: Option<f64>,
+    /// Mean cross-entropy per frame.
+    loss: f64,
+}
+
 /// What every fold shares.
 struct Ctx<'a> {
     store: &'a Store,
@@ -192,7 +203,7 @@ impl Ctx<'_> {
     /// Scores `videos` with the model in eval mode: frame and video confusion matrices and the
     /// mean cross-entropy per frame. A loss that is not finite (weights that overflowed) is an
     /// error: its predictions would be garbage.
-    fn predict(&self, model: &Model, videos: &[usize], at: At, what: &'static str) -> Result<(Confusion, Confusion, f64), EvalError> {
+    fn predict(&self, model: &Model, videos: &[usize], at: At, what: &'static str) -> Result<Predicted, EvalError> {
         let k = self.ds.classes.len();
         let frames = self.ds.frames_of(videos);
         let _guard = tch::no_grad_guard();
@@ -207,13 +218,20 @@ impl Ctx<'_> {
             probs.extend(flat.chunks(k).map(|c| c.to_vec()));
         }
         let truth: Vec<usize> = frames.iter().map(|f| self.ds.videos[f.0].class).collect();
-        let pred: Vec<usize> = probs.iter().map(|p| (0..k).fold(0, |b, c| if p[c] > p[b] { c } else { b })).collect();
-        let per_video = metrics::video_predictions(&probs, &frames.iter().map(|f| f.0).collect::<Vec<_>>());
+        let pred: Vec<usize> = probs.iter().map(|p| metrics::argmax(p)).collect();
+        let per_video = metrics::video_probabilities(&probs, &frames.iter().map(|f| f.0).collect::<Vec<_>>());
         let vt: Vec<usize> = per_video.iter().map(|(v, _)| self.ds.videos[*v].class).collect();
-        let vp: Vec<usize> = per_video.iter().map(|(_, p)| *p).collect();
+        let vprobs: Vec<Vec<f64>> = per_video.into_iter().map(|(_, p)| p).collect();
+        let vp: Vec<usize> = vprobs.iter().map(|p| metrics::argmax(p)).collect();
         let loss = loss_sum / frames.len().max(1) as f64;
         at.finite(what, loss)?;
-        Ok((metrics::confusion(&truth, &pred, k), metrics::confusion(&vt, &vp, k), loss))
+        Ok(Predicted {
+            frame: metrics::confusion(&truth, &pred, k),
+            video: metrics::confusion(&vt, &vp, k),
+            frame_auc: metrics::macro_auc(&probs, &truth, k),
+            video_auc: metrics::macro_auc(&vprobs, &vt, k),
+            loss,
+        })
     }
 }
 
@@ -285,7 +303,7 @@ fn run_fold(ctx: &Ctx, folds: &Folds, fold: usize, rep: usize) -> Result<FoldRun
     let mut adam = Adam::new(model.trainable(), c.weight_decay);
     let classes: HashMap<usize, i64> = ctx.ds.videos.iter().flat_map(|v| (v.first_row..v.first_row + v.frames).map(move |r| (r, v.class as i64))).collect();
     let mut best_val: Option<(f64, u32, Vec<Tensor>)> = None;
-    let mut best_test: Option<(f64, u32, Confusion, Confusion)> = None;
+    let mut best_test: Option<(f64, u32, Predicted)> = None;
     let at = |epoch: u32| At { fold, rep, epoch };
     for epoch in 0..c.epochs {
         // Cosine annealing per epoch, as torch's CosineAnnealingLR(T_max = epochs).
@@ -305,32 +323,28 @@ fn run_fold(ctx: &Ctx, folds: &Folds, fold: usize, rep: usize) -> Result<FoldRun
         }
         match c.selection {
             Selection::Validation => {
-                let (_, _, loss) = ctx.predict(&model, &val, at(epoch + 1), "validation")?;
+                let loss = ctx.predict(&model, &val, at(epoch + 1), "validation")?.loss;
                 if best_val.as_ref().is_none_or(|b| loss < b.0) {
                     best_val = Some((loss, epoch + 1, model.snapshot()));
                 }
             }
             Selection::Test => {
-                let (frame, video, _) = ctx.predict(&model, &test, at(epoch + 1), "test")?;
-                let acc = metrics::scores(&frame).accuracy;
+                let scored = ctx.predict(&model, &test, at(epoch + 1), "test")?;
+                let acc = metrics::scores(&scored.frame).accuracy;
                 if best_test.as_ref().is_none_or(|b| acc > b.0) {
-                    best_test = Some((acc, epoch + 1, frame, video));
+                    best_test = Some((acc, epoch + 1, scored));
                 }
             }
             Selection::Fixed => {}
         }
     }
-    let (selected_epoch, frame, video) = match (c.selection, best_val, best_test) {
-        (Selection::Test, _, Some((_, e, frame, video))) => (e, frame, video),
+    let (selected_epoch, scored) = match (c.selection, best_val, best_test) {
+        (Selection::Test, _, Some((_, e, scored))) => (e, scored),
         (Selection::Validation, Some((_, e, saved)), _) => {
             model.restore(&saved);
-            let (frame, video, _) = ctx.predict(&model, &test, at(e), "test")?;
-            (e, frame, video)
+            (e, ctx.predict(&model, &test, at(e), "test")?)
         }
-        _ => {
-            let (frame, video, _) = ctx.predict(&model, &test, at(c.epochs), "test")?;
-            (c.epochs, frame, video)
-        }
+        _ => (c.epochs, ctx.predict(&model, &test, at(c.epochs), "test")?),
     };
     Ok(FoldRun {
         fold,
@@ -341,8 +355,10 @@ fn run_fold(ctx: &Ctx, folds: &Folds, fold: usize, rep: usize) -> Result<FoldRun
         test_frames: ctx.ds.frames_of(&test).len(),
         epochs_trained: c.epochs,
         selected_epoch,
-        frame,
-        video,
+        frame: scored.frame,
+        video: scored.video,
+        frame_auc: scored.frame_auc,
+        video_auc: scored.video_auc,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -523,8 +539,8 @@ pub fn evaluate(o: EvalOptions) -> Result<Report, EvalError> {
         git_commit: option_env!("USCTL_GIT_COMMIT").unwrap_or("unknown").into(),
         command_line: o.command_line.clone(),
         seconds: started.elapsed().as_secs_f64(),
-        frame: Level::of(runs.iter().map(|r| &r.frame), k),
-        video: Level::of(runs.iter().map(|r| &r.video), k),
+        frame: Level::of(runs.iter().map(|r| &r.frame), runs.iter().map(|r| r.frame_auc), k),
+        video: Level::of(runs.iter().map(|r| &r.video), runs.iter().map(|r| r.video_auc), k),
         runs,
     };
     report.write(&o.out)?;
@@ -621,6 +637,8 @@ mod tests {
 
         let learnt = run("learnt", EvalConfig { augment_train: false, epochs: 30, lr: 0.01, ..config(Protocol::Linear) });
         assert!(learnt.frame.accuracy.mean > 0.9 && learnt.video.accuracy.mean > 0.9, "bright and dark videos: {:?}", learnt.frame.accuracy);
+        let auc = learnt.frame.auc.unwrap();
+        assert!(auc.mean > 0.9 && auc.n == 2 && learnt.runs.iter().all(|r| r.video_auc.is_some()), "frame AUC {auc}");
 
         let val = run("val", EvalConfig { selection: Selection::Validation, folds: 2, ..config(Protocol::All) });
         assert!(val.runs.iter().all(|r| r.val_videos > 0 && (1..=2).contains(&r.selected_epoch)));

@@ -301,11 +301,12 @@ fn run_eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     let report = finetune::evaluate(options).with_context(stopped)?;
     finish(a.json, a.quiet, &report, |r| {
         format!(
-            "{}: frame accuracy {}, balanced {}, macro-F1 {}; video accuracy {} ({} runs, {:.0} s); see {}",
+            "{}: frame accuracy {}, balanced {}, macro-F1 {}, AUC {}; video accuracy {} ({} runs, {:.0} s); see {}",
             r.title,
             r.frame.accuracy,
             r.frame.balanced_accuracy,
             r.frame.macro_f1,
+            r.frame.auc.map_or("–".into(), |m| m.to_string()),
             r.video.accuracy,
             r.runs.len(),
             r.seconds,
