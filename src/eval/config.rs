@@ -94,6 +94,29 @@ impl std::str::FromStr for Task {
     }
 }
 
+/// Class weights of the fine-tuning loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeights {
+    /// Every frame counts the same.
+    #[default]
+    None,
+    /// Each class weighted by n / (k · n_c) over the fold's training frames (scikit-learn's
+    /// "balanced"), so that every class contributes equally to the loss.
+    Balanced,
+}
+
+impl std::str::FromStr for ClassWeights {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(ClassWeights::None),
+            "balanced" => Ok(ClassWeights::Balanced),
+            _ => Err(format!("unknown class weights {s:?}: use none or balanced")),
+        }
+    }
+}
+
 /// How the model that is scored on a test fold is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -146,6 +169,8 @@ pub struct EvalConfig {
     pub image_size: i64,
     pub lr: f64,
     pub weight_decay: f64,
+    /// none, or balanced: the training loss weights each class by n / (k · n_c) (classify only).
+    pub class_weights: ClassWeights,
     pub selection: Selection,
     /// Share of each training part (by patient or video) held out when selection = "validation".
     pub val_fraction: f64,
@@ -183,6 +208,7 @@ impl Default for EvalConfig {
             image_size: 224,
             lr: 0.01,
             weight_decay: 1e-4,
+            class_weights: ClassWeights::None,
             selection: Selection::Fixed,
             val_fraction: 0.2,
             classes: Vec::new(),
@@ -239,6 +265,10 @@ pub struct EvalOverrides {
     #[arg(long, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
+    /// none (default) or balanced: weight the fine-tuning loss by inverse class frequency.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<ClassWeights>,
     /// fixed (the last epoch) or validation (the best epoch on a split of the training folds).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -303,6 +333,9 @@ impl EvalConfig {
         if self.lr.is_nan() || self.lr <= 0.0 || self.weight_decay.is_nan() || self.weight_decay < 0.0 {
             return bad("lr", "lr must be > 0 and weight_decay ≥ 0");
         }
+        if self.task.is_dense() && self.class_weights != ClassWeights::None {
+            return bad("class_weights", "weights classes of the classification loss: use it with task = \"classify\"");
+        }
         if self.task.is_dense() && self.selection != Selection::Fixed {
             return bad("selection", "segment and detect score the model after the last epoch: use selection = \"fixed\"");
         }
@@ -347,6 +380,9 @@ mod tests {
         let c = EvalConfig { task: Task::Detect, selection: Selection::Validation, ..Default::default() };
         assert!(matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "selection"));
         assert_eq!(toml::from_str::<EvalConfig>("task = \"segment\"\n").unwrap().task, Task::Segment);
+        let c = EvalConfig { task: Task::Segment, class_weights: ClassWeights::Balanced, ..Default::default() };
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "class_weights"));
+        assert_eq!(toml::from_str::<EvalConfig>("class_weights = \"balanced\"\n").unwrap().class_weights, ClassWeights::Balanced);
         let c = toml::from_str::<EvalConfig>("duplicate_groups = false\nexclude_overlap_with = \"pre/store\"\n").unwrap();
         assert_eq!((c.duplicate_groups, c.exclude_overlap_with.as_deref()), (false, Some(Path::new("pre/store"))));
         assert_eq!(toml::from_str::<EvalConfig>(&c.to_toml()).unwrap(), c);
@@ -354,9 +390,9 @@ mod tests {
 
     #[test]
     fn every_evaluation_flag_sets_one_config_key() {
-        let samples = ["7", "last3", "validation", "cpu", "off", "segment"];
+        let samples = ["7", "last3", "validation", "cpu", "off", "segment", "balanced"];
         let keys = crate::config::tests::key_of_each_flag(&EvalConfig::default(), &samples, |c: &mut EvalConfig, o: &EvalOverrides| c.apply(o));
-        assert_eq!(keys.len(), 17, "{keys:?}");
+        assert_eq!(keys.len(), 18, "{keys:?}");
         for (flag, key) in keys {
             let renamed = [("--augment", "augment_train"), ("--select-on-test", "selection")];
             let want = renamed.iter().find(|r| r.0 == flag).map_or_else(|| flag.trim_start_matches("--").replace('-', "_"), |r| r.1.to_string());

@@ -59,6 +59,14 @@ pub fn scores(m: &Confusion) -> Scores {
     }
 }
 
+/// scikit-learn's `compute_class_weight("balanced")`: n / (k · n_c) for each of the k classes
+/// that occur (n_c > 0); a class that does not occur gets 1 (it is never a target).
+pub fn balanced_weights(counts: &[usize]) -> Vec<f64> {
+    let n: usize = counts.iter().sum();
+    let k = counts.iter().filter(|&&c| c > 0).count();
+    counts.iter().map(|&c| if c == 0 { 1.0 } else { n as f64 / (k * c) as f64 }).collect()
+}
+
 /// Mean and sample standard deviation (n − 1; 0 for a single value).
 pub fn mean_sd(values: &[f64]) -> (f64, f64) {
     let n = values.len();
@@ -231,6 +239,15 @@ mod tests {
         assert_eq!(auc(&[0.1, 0.9], &[false, true]), Some(1.0));
         assert_eq!(auc(&[0.5, 0.5], &[false, true]), Some(0.5));
         assert_eq!(auc(&[0.5, 0.7], &[true, true]), None);
+    }
+
+    #[test]
+    fn balanced_weights_are_sklearns() {
+        // sklearn: compute_class_weight("balanced", classes=[0, 1, 2], y=[0]*6 + [1]*2 + [2]*4)
+        // = 12 / (3 · [6, 2, 4]) = [0.667, 2, 1].
+        let w = balanced_weights(&[6, 2, 4]);
+        assert!(close(w[0], 2.0 / 3.0) && close(w[1], 2.0) && close(w[2], 1.0));
+        assert_eq!(balanced_weights(&[3, 0, 1]), vec![4.0 / 6.0, 1.0, 2.0]);
     }
 
     #[test]

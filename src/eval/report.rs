@@ -284,12 +284,13 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "- Training: {} epochs, batch {}, {} px, Adam lr {} (cosine per epoch), weight decay {}, {}, {} frames per video per epoch",
+            "- Training: {} epochs, batch {}, {} px, Adam lr {} (cosine per epoch), weight decay {}{}, {}, {} frames per video per epoch",
             c.epochs,
             c.batch_size,
             c.image_size,
             c.lr,
             c.weight_decay,
+            if c.class_weights == super::config::ClassWeights::Balanced { ", classes weighted n / (k · n_c) (balanced)" } else { "" },
             if c.augment_train { "augmented (random resized crop, flip)" } else { "not augmented" },
             if c.frames_per_video == 0 { "all".to_string() } else { format!("at most {}", c.frames_per_video) }
         );

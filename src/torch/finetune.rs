@@ -21,7 +21,7 @@ use usctl::audit::corpus;
 use usctl::audit::matching::Rule;
 use usctl::augment::{draw, AugParams};
 use usctl::error::{EvalError, TrainError};
-use usctl::eval::config::{EvalConfig, Protocol, Selection};
+use usctl::eval::config::{ClassWeights, EvalConfig, Protocol, Selection};
 use usctl::eval::data::{self, Dataset};
 use usctl::eval::folds::{self, Folds};
 use usctl::eval::metrics::{self, Confusion};
@@ -251,6 +251,18 @@ pub(crate) fn epoch_rows(rng: &mut seed::Rng, ds: &Dataset, videos: &[usize], pe
     rows
 }
 
+/// Balanced class weights (`metrics::balanced_weights`) over the training frames one epoch draws
+/// from `videos` (every frame, or at most `per_video` of each).
+fn class_weights(ds: &Dataset, videos: &[usize], per_video: usize, device: Device) -> Tensor {
+    let mut counts = vec![0usize; ds.classes.len()];
+    for &v in videos {
+        let frames = ds.videos[v].frames;
+        counts[ds.videos[v].class] += if per_video == 0 { frames } else { frames.min(per_video) };
+    }
+    let w: Vec<f32> = metrics::balanced_weights(&counts).into_iter().map(|x| x as f32).collect();
+    Tensor::from_slice(&w).to_device(device)
+}
+
 /// Batches of `size`; a lone last frame joins the batch before it (batch norm in train mode
 /// cannot normalise a single value per channel).
 pub(crate) fn batches(rows: &[usize], size: usize) -> Vec<Vec<usize>> {
@@ -302,6 +314,7 @@ fn run_fold(ctx: &Ctx, folds: &Folds, fold: usize, rep: usize) -> Result<FoldRun
     let model = ctx.model(run_seed)?;
     let mut adam = Adam::new(model.trainable(), c.weight_decay);
     let classes: HashMap<usize, i64> = ctx.ds.videos.iter().flat_map(|v| (v.first_row..v.first_row + v.frames).map(move |r| (r, v.class as i64))).collect();
+    let weights = (c.class_weights == ClassWeights::Balanced).then(|| class_weights(ctx.ds, &train, c.frames_per_video, ctx.device));
     let mut best_val: Option<(f64, u32, Vec<Tensor>)> = None;
     let mut best_test: Option<(f64, u32, Predicted)> = None;
     let at = |epoch: u32| At { fold, rep, epoch };
@@ -315,7 +328,10 @@ fn run_fold(ctx: &Ctx, folds: &Folds, fold: usize, rep: usize) -> Result<FoldRun
                 if c.augment_train { batch.iter().map(|_| draw(&mut rng, &c.augment)).collect() } else { vec![AugParams::IDENTITY; batch.len()] };
             let logits = model.logits(&ctx.features(&model, &batch, &params, true));
             let targets = Tensor::from_slice(&batch.iter().map(|r| classes[r]).collect::<Vec<_>>()).to_device(ctx.device);
-            let l = loss::cross_entropy(&logits, &targets)?;
+            let l = match &weights {
+                Some(w) => loss::weighted_cross_entropy(&logits, &targets, w)?,
+                None => loss::cross_entropy(&logits, &targets)?,
+            };
             at(epoch + 1).finite("training", l.double_value(&[]))?;
             adam.zero_grad();
             l.backward();
@@ -552,6 +568,9 @@ mod tests {
     use super::*;
     use crate::testkit;
     use testkit::eval_config as config;
+    /// The imbalanced store's minority class is this much darker; fine-tuned this many epochs.
+    const SHADE: f64 = 0.5;
+    const EPOCHS: u32 = 3;
 
     /// A labelled test store of `videos` videos in `dir`, opened, and the dataset `c` selects.
     fn opened(dir: &Path, videos: usize, c: &EvalConfig) -> (Store, Dataset) {
@@ -657,6 +676,33 @@ mod tests {
             command_line: vec![],
         });
         assert!(matches!(err, Err(EvalError::Exists { .. })));
+    }
+
+    #[test]
+    fn balanced_class_weights_raise_the_minority_class_recall() {
+        let dir = tempfile::tempdir().unwrap();
+        let version = testkit::imbalanced_store(dir.path(), 16, 4, SHADE, 32);
+        let run = |name: &str, class_weights: ClassWeights| {
+            let c = EvalConfig { augment_train: false, epochs: EPOCHS, lr: 0.01, class_weights, ..config(Protocol::Linear) };
+            let r = evaluate(EvalOptions {
+                store: version.clone(),
+                init: None,
+                label: None,
+                out: dir.path().join(name),
+                config: c,
+                folds_file: None,
+                progress: false,
+                command_line: vec![],
+            })
+            .unwrap();
+            (r.frame.summed_scores.recall[1], r.frame.balanced_accuracy.mean)
+        };
+        let (plain_recall, plain_balanced) = run("none", ClassWeights::None);
+        let (weighted_recall, weighted_balanced) = run("balanced", ClassWeights::Balanced);
+        // Measured: recall 0 → 0.75, balanced accuracy 0.50 → 0.88 (3 epochs: the unweighted
+        // classifier still leans on the prior).
+        assert!(weighted_recall > plain_recall + 0.25, "minority recall {plain_recall} → {weighted_recall}");
+        assert!(weighted_balanced > plain_balanced + 0.1, "balanced accuracy {plain_balanced} → {weighted_balanced}");
     }
 
     #[test]

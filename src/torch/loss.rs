@@ -42,6 +42,18 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor, ShapeE
     Ok(logits.to_kind(Kind::Float).cross_entropy_for_logits(targets))
 }
 
+/// Cross-entropy with a weight per class, as torch's `CrossEntropyLoss(weight=w)`: Σ w_y · (−log
+/// softmax(logits)_y) / Σ w_y over the rows, `weights` [C].
+pub fn weighted_cross_entropy(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Result<Tensor, ShapeError> {
+    let (l, t, w) = (logits.size(), targets.size(), weights.size());
+    if l.len() != 2 || t.len() != 1 || l[0] != t[0] || l[0] < 1 || w != [l[1]] {
+        return Err(ShapeError(format!("weighted_cross_entropy needs [M, C] logits, [M] targets and [C] weights with M ≥ 1, got {l:?}, {t:?} and {w:?}")));
+    }
+    let nll = logits.to_kind(Kind::Float).log_softmax(1, Kind::Float).gather(1, &targets.unsqueeze(1), false).squeeze_dim(1).neg();
+    let w = weights.to_kind(Kind::Float).index_select(0, targets);
+    Ok((&w * nll).sum(Kind::Float) / w.sum(Kind::Float))
+}
+
 /// Segmentation loss: mean binary cross-entropy of per-pixel `logits` [N, 1, H, W] against a 0/1
 /// `target` of the same shape, plus the soft Dice loss 1 − (2 Σ p t + 1) / (Σ p + Σ t + 1) per
 /// image (p = sigmoid(logits); the +1 keeps an empty image with an empty prediction at 0),
@@ -137,6 +149,28 @@ mod tests {
         assert!(nt_xent(&a, &a, f64::NAN).is_err());
         assert!(nt_xent(&a.view([6]), &a.view([6]), 0.5).is_err());
         assert!(cross_entropy(&a, &Tensor::zeros([3], (Kind::Int64, Device::Cpu))).is_err());
+    }
+
+    #[test]
+    fn weighted_cross_entropy_matches_the_formula_and_equal_weights_give_the_mean() {
+        let rows = [[2.0, -1.0, 0.5], [0.0, 0.3, -0.2], [1.5, 1.5, 0.0], [-2.0, 0.0, 3.0]];
+        let targets = [0i64, 2, 1, 2];
+        let weights = [0.5, 2.0, 1.25];
+        let (mut num, mut den) = (0.0, 0.0);
+        for (r, &t) in rows.iter().zip(&targets) {
+            let lse = r.iter().map(|x: &f64| x.exp()).sum::<f64>().ln();
+            num += weights[t as usize] * (lse - r[t as usize]);
+            den += weights[t as usize];
+        }
+        let logits = Tensor::from_slice(&rows.concat().iter().map(|x| *x as f32).collect::<Vec<_>>()).view([4, 3]);
+        let t = Tensor::from_slice(&targets);
+        let w = Tensor::from_slice(&weights.map(|x| x as f32));
+        let got = weighted_cross_entropy(&logits, &t, &w).unwrap().double_value(&[]);
+        assert!((got - num / den).abs() < 1e-5, "{got} vs {}", num / den);
+        let ones = Tensor::from_slice(&[3.0f32; 3]);
+        let plain = cross_entropy(&logits, &t).unwrap().double_value(&[]);
+        assert!((weighted_cross_entropy(&logits, &t, &ones).unwrap().double_value(&[]) - plain).abs() < 1e-6);
+        assert!(weighted_cross_entropy(&logits, &t, &Tensor::from_slice(&[1.0f32; 2])).is_err());
     }
 
     /// The segmentation loss written out per pixel in f64.

@@ -72,16 +72,32 @@ pub fn masked_store(root: &Path, images: usize, size: usize) -> PathBuf {
         grating(v, 0, size).into_iter().zip(disc(v, size)).map(|(p, d)| if d == 1 { 200 + p / 5 } else { p / 3 }).collect()
     };
     let masks = |v: usize| vec![NewMask { source_path: format!("m/v{v:03}_mask.png"), source_sha256: "1e".repeat(32), source_pixels: 1, mask: disc(v, size) }];
-    write_with(root, &vec![1; images], size, pixels, Some(&masks))
+    write_with(root, &vec![1; images], size, &|v| v % 2, pixels, Some(&masks))
+}
+
+/// `majority` videos of class a, then `minority` of class b, 3 frames each; class b is a little
+/// darker (× `shade`), so the classes separate, but not by much.
+pub fn imbalanced_store(root: &Path, majority: usize, minority: usize, shade: f64, size: usize) -> PathBuf {
+    let pixels = move |v: usize, f: usize, size: usize| -> Vec<u8> {
+        grating(v, f, size).into_iter().map(|p| if v >= majority { (p as f64 * shade) as u8 } else { p }).collect()
+    };
+    write_with(root, &vec![3; majority + minority], size, &|v| usize::from(v >= majority), pixels, None)
 }
 
 fn write(root: &Path, frames: &[usize], size: usize, pixels: impl Fn(usize, usize, usize) -> Vec<u8>) -> PathBuf {
-    write_with(root, frames, size, pixels, None)
+    write_with(root, frames, size, &|v| v % 2, pixels, None)
 }
 
 type Masks<'a> = Option<&'a dyn Fn(usize) -> Vec<NewMask>>;
 
-fn write_with(root: &Path, frames: &[usize], size: usize, pixels: impl Fn(usize, usize, usize) -> Vec<u8>, masks: Masks) -> PathBuf {
+fn write_with(
+    root: &Path,
+    frames: &[usize],
+    size: usize,
+    class_of: &dyn Fn(usize) -> usize,
+    pixels: impl Fn(usize, usize, usize) -> Vec<u8>,
+    masks: Masks,
+) -> PathBuf {
     let dataset = root.join("synthetic");
     let mut w = StoreWriter::create(&dataset, "5e5e5e5e5e5e5e5e", size).unwrap();
     for (v, &n) in frames.iter().enumerate() {
@@ -92,8 +108,8 @@ fn write_with(root: &Path, frames: &[usize], size: usize, pixels: impl Fn(usize,
             subdataset: "synthetic".into(),
             source_path: format!("v{v:03}.mp4"),
             kind: "video".into(),
-            class_name: Some(["a", "b"][v % 2].into()),
-            class_index: Some((v % 2) as i32),
+            class_name: Some(["a", "b"][class_of(v)].into()),
+            class_index: Some(class_of(v) as i32),
             patient_id: Some(format!("p{}", v / 2)),
             source_bytes: None,
             source_sha256: None,
