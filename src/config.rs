@@ -17,7 +17,9 @@ pub enum Pairs {
     Rstfv,
     /// One random frame of the video, augmented twice.
     Rsofv,
-    /// Random frames of the whole store, no video awareness (SimCLR-style).
+    /// Random frames of the whole store, no video awareness: SimCLR as the paper ran it (Tab. 5),
+    /// so `simclr` is accepted as its name.
+    #[serde(alias = "simclr")]
     Rs,
 }
 
@@ -28,8 +30,8 @@ impl std::str::FromStr for Pairs {
             "spg" => Ok(Pairs::Spg),
             "rstfv" => Ok(Pairs::Rstfv),
             "rsofv" => Ok(Pairs::Rsofv),
-            "rs" => Ok(Pairs::Rs),
-            _ => Err(format!("unknown pair strategy {s:?}: use spg, rstfv, rsofv or rs")),
+            "rs" | "simclr" => Ok(Pairs::Rs),
+            _ => Err(format!("unknown pair strategy {s:?}: use spg, rstfv, rsofv, rs (or its name simclr)")),
         }
     }
 }
@@ -468,6 +470,9 @@ pub(crate) mod tests {
         let run = RunOverrides { epochs: Some(2), pairs: Some(Pairs::Rs), init: Some("random".into()), ..Default::default() };
         c.apply(&Overrides { run, ..Default::default() }).unwrap();
         assert_eq!((c.epochs, c.pairs, c.init.clone()), (2, Pairs::Rs, None));
+        // SimCLR as the paper ran it is RS, by either name, on the command line and in a config.
+        assert_eq!(("simclr".parse::<Pairs>(), "rs".parse::<Pairs>()), (Ok(Pairs::Rs), Ok(Pairs::Rs)));
+        assert_eq!(toml::from_str::<TrainConfig>("pairs = \"simclr\"\n").unwrap().pairs, Pairs::Rs);
         c.label_rate = 1.5;
         assert!(matches!(c.validate(), Err(ConfigError::Invalid { key, .. }) if key == "label_rate"));
         let mut c = TrainConfig { contrastive: false, lambda: 0.0, ..Default::default() };
