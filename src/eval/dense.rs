@@ -20,7 +20,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub const FORMAT: &str = "usctl-dense-eval-report";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: training images/s per run and in the summary (version 1 reports read with them absent).
+pub const FORMAT_VERSION: u32 = 2;
 /// A pixel is predicted lesion when its probability is above this.
 pub const THRESHOLD: f32 = 0.5;
 /// Overlays are drawn for this many test images of each fold (first seed), evenly spaced over
@@ -182,8 +183,10 @@ pub struct DenseRun {
     pub semantic: Semantic,
     pub boxes: CocoSummary,
     pub masks: CocoSummary,
-    /// Training images per second (augmentation, forward, loss, backward, Adam), all epochs.
-    pub train_images_per_s: f64,
+    /// Training images per second (augmentation, forward, loss, backward, Adam), all epochs; none
+    /// in version 1 reports.
+    #[serde(default)]
+    pub train_images_per_s: Option<f64>,
     pub seconds: f64,
     pub images: Vec<ImageResult>,
 }
@@ -193,7 +196,7 @@ impl DenseRun {
     pub fn line(&self) -> String {
         let s = &self.semantic;
         format!(
-            "Dice {}, IoU {}, boundary F1 {}, box AP {}, mask AP {} ({} test images, loss {:.3}, {:.1} training images/s) {:.1} s",
+            "Dice {}, IoU {}, boundary F1 {}, box AP {}, mask AP {} ({} test images, loss {:.3}, {} training images/s) {:.1} s",
             opt(s.dice),
             opt(s.iou),
             opt(s.boundary_f1),
@@ -201,7 +204,7 @@ impl DenseRun {
             opt(self.masks.ap),
             self.test_images,
             self.train_loss,
-            self.train_images_per_s,
+            self.train_images_per_s.map_or("–".into(), |v| format!("{v:.1}")),
             self.seconds
         )
     }
@@ -227,6 +230,7 @@ pub struct Summary {
     pub mask_ap: Option<MeanSd>,
     pub mask_ap50: Option<MeanSd>,
     pub mask_ap75: Option<MeanSd>,
+    #[serde(default)]
     pub train_images_per_s: Option<MeanSd>,
 }
 
@@ -243,7 +247,7 @@ impl Summary {
             mask_ap: over(runs, |r| r.masks.ap),
             mask_ap50: over(runs, |r| r.masks.ap50),
             mask_ap75: over(runs, |r| r.masks.ap75),
-            train_images_per_s: over(runs, |r| Some(r.train_images_per_s)),
+            train_images_per_s: over(runs, |r| r.train_images_per_s),
         }
     }
 }
@@ -416,8 +420,12 @@ impl DenseReport {
         let bytes = std::fs::read(&file).map_err(EvalError::io(&file))?;
         let fail = |message: String| EvalError::Report { path: file.clone(), message };
         let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| fail(format!("not JSON ({e}); give the directory `usctl eval --out` wrote")))?;
-        if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) || v.get("format_version").and_then(|f| f.as_u64()) != Some(FORMAT_VERSION as u64) {
-            return Err(fail(format!("not a {FORMAT} file of version {FORMAT_VERSION}; give the directory `usctl eval --task segment|detect --out` wrote")));
+        if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT)
+            || !v.get("format_version").and_then(|f| f.as_u64()).is_some_and(|n| (1..=FORMAT_VERSION as u64).contains(&n))
+        {
+            return Err(fail(format!(
+                "not a {FORMAT} file of version 1 to {FORMAT_VERSION}; give the directory `usctl eval --task segment|detect --out` wrote"
+            )));
         }
         serde_json::from_value(v).map_err(|e| fail(e.to_string()))
     }
@@ -589,7 +597,7 @@ mod tests {
                 semantic: Semantic { lesion_images: 1, lesion_free_images: 0, dice: Some(d), iou: Some(d), boundary_f1: Some(d), false_alarm: None },
                 boxes: coco(d / 2.0),
                 masks: coco(d / 2.0),
-                train_images_per_s: 10.0,
+                train_images_per_s: Some(10.0),
                 seconds: 1.0,
                 images: vec![ImageResult {
                     path: format!("img{}.png", k % 2),
@@ -654,6 +662,19 @@ mod tests {
         random.write(dir.path()).unwrap();
         assert!(is_dense_report(dir.path()));
         assert_eq!(DenseReport::read(dir.path()).unwrap(), random);
+        // Version 1: no training images/s.
+        let mut v1 = serde_json::to_value(&random).unwrap();
+        v1["format_version"] = 1.into();
+        v1["summary"].as_object_mut().unwrap().remove("train_images_per_s");
+        for run in v1["runs"].as_array_mut().unwrap() {
+            run.as_object_mut().unwrap().remove("train_images_per_s");
+        }
+        std::fs::write(dir.path().join("report.json"), v1.to_string()).unwrap();
+        let old = DenseReport::read(dir.path()).unwrap();
+        assert_eq!((old.summary.train_images_per_s, old.runs[0].train_images_per_s, old.summary.dice), (None, None, random.summary.dice));
+        v1["format_version"] = 3.into();
+        std::fs::write(dir.path().join("report.json"), v1.to_string()).unwrap();
+        assert!(DenseReport::read(dir.path()).unwrap_err().to_string().contains("version 1 to 2"));
         assert!(random.markdown().contains("| Dice | 0.525 ± 0.065 (n 4) |"));
     }
 }

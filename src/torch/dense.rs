@@ -167,7 +167,7 @@ fn run_fold(ctx: &Ctx, fold: usize, rep: usize, overlays: &mut Vec<String>) -> R
         train_loss = sum / n.max(1) as f64;
         trained += n;
     }
-    let train_images_per_s = trained as f64 / training.elapsed().as_secs_f64();
+    let train_images_per_s = Some(trained as f64 / training.elapsed().as_secs_f64());
     let frames = p.ds.frames_of(&test);
     let rows: Vec<usize> = frames.iter().map(|f| f.1).collect();
     let probs = ctx.predict(&model, &rows)?;
