@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: ingest the open lung corpora (COVID-BLUES, POCUS), summarise them, then a short USCL
 # pretraining run on COVID-BLUES at 64 px, a linear evaluation of it on POCUS (5 folds by
-# patient) and an export of the backbone (a few minutes on 2 cores).
+# patient) beside the same evaluation from random weights on the same folds (one table, paired),
+# and an export of the backbone (a few minutes on 2 cores).
 set -uo pipefail
 RAW=${1:-../shared/datasets}
 STORE=${2:-store}
@@ -41,9 +42,14 @@ if [ -d "$RAW/covid-blues" ]; then
   echo "run directory: $run (config.toml, metrics.jsonl, last/best.safetensors, loss.png)"
   if [ $status -eq 0 ] && [ -d "$RAW/pocus" ]; then
     echo
-    echo "== evaluation: usctl eval --store $STORE --dataset pocus --init $run/last.safetensors --protocol linear --out $run/eval-pocus --epochs 30 --image-size 64 --augment off --seeds 1"
-    "$BIN" eval --store "$STORE" --dataset pocus --init "$run/last.safetensors" --protocol linear --out "$run/eval-pocus" \
+    echo "== evaluation: usctl eval --store $STORE --dataset pocus --init $run/last.safetensors --label pretrained --protocol linear --out $run/eval-pocus --epochs 30 --image-size 64 --augment off --seeds 1"
+    "$BIN" eval --store "$STORE" --dataset pocus --init "$run/last.safetensors" --label pretrained --protocol linear --out "$run/eval-pocus" \
       --epochs 30 --image-size 64 --augment off --seeds 1 || status=2
+    echo "== the same evaluation from random weights, on the same folds: --init random --folds-file $run/eval-pocus/folds.json"
+    "$BIN" eval --store "$STORE" --dataset pocus --init random --label random --protocol linear --out "$run/eval-pocus-random" \
+      --folds-file "$run/eval-pocus/folds.json" --epochs 30 --image-size 64 --augment off --seeds 1 || status=2
+    echo "== what pretraining bought: usctl report $run/eval-pocus-random $run/eval-pocus"
+    "$BIN" report "$run/eval-pocus-random" "$run/eval-pocus" || status=2
     echo "== export: usctl export --checkpoint $run/last.safetensors --out $run/backbone.safetensors --eval $run/eval-pocus"
     "$BIN" export --checkpoint "$run/last.safetensors" --out "$run/backbone.safetensors" --eval "$run/eval-pocus" || status=2
   fi
