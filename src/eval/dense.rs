@@ -1,7 +1,7 @@
 //! Segmentation and detection evaluation (`usctl eval --task segment|detect`), the parts that
 //! need no libtorch: scoring one image's predicted lesion probabilities against its true masks,
 //! the rule that turns a segmentation into scored instances, a fold run's scores, and the report
-//! (docs/eval.md, "Segmentation and detection"; dense report format 1).
+//! (docs/eval.md, "Segmentation and detection"; dense report format 2).
 //!
 //! Instance rule: pixels with probability > 0.5 form the predicted mask; each 8-connected
 //! component of it is one predicted lesion, scored by the mean probability over its pixels, with
@@ -32,7 +32,7 @@ pub const OVERLAY_DIR: &str = "overlays";
 const LESION: u32 = 1;
 
 /// Boundary F1's tolerance for an `size`-pixel frame: 0.75 % of its diagonal, as the DAVIS
-/// benchmark's F measure uses (1.9 px at 256 px).
+/// benchmark's F measure uses (2.7 px at 256 px).
 pub fn boundary_tolerance(size: usize) -> f64 {
     0.0075 * std::f64::consts::SQRT_2 * size as f64
 }
@@ -566,6 +566,7 @@ mod tests {
         // Image 1: no lesion and nothing predicted.
         s.add("b.png", "normal", &[0.2; 24], 6, 4, &[]);
         let (sem, boxes, masks) = s.finish().unwrap();
+        assert!((boundary_tolerance(256) - 2.7153).abs() < 1e-4, "0.75 % of a 256-px frame's diagonal");
         assert_eq!((sem.lesion_images, sem.lesion_free_images, sem.false_alarm), (1, 1, Some(0.0)));
         assert!((sem.dice.unwrap() - 8.0 / 9.0).abs() < 1e-12, "2·4 / (5 + 4)");
         assert!((sem.iou.unwrap() - 0.8).abs() < 1e-12);

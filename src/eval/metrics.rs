@@ -81,7 +81,8 @@ pub fn mean_sd(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// Video-level probabilities: the mean of each video's frames' class probabilities. `video[i]`
+/// Video-level probabilities: the mean of each video's frames' class probabilities (a video's
+/// prediction is their `argmax`). `video[i]`
 /// names frame i's video; the result is (video, probabilities) in order of first appearance.
 pub fn video_probabilities(probs: &[Vec<f64>], video: &[usize]) -> Vec<(usize, Vec<f64>)> {
     let mut order: Vec<usize> = Vec::new();
@@ -102,13 +103,6 @@ pub fn video_probabilities(probs: &[Vec<f64>], video: &[usize]) -> Vec<(usize, V
 /// The class with the largest probability (ties go to the lower class).
 pub fn argmax(p: &[f64]) -> usize {
     (0..p.len()).fold(0, |b, c| if p[c] > p[b] { c } else { b })
-}
-
-/// Video-level predictions: the class probabilities of a video's frames are averaged and the
-/// largest wins (ties go to the lower class). `video[i]` names frame i's video; the result is
-/// (video, predicted class) in order of first appearance.
-pub fn video_predictions(probs: &[Vec<f64>], video: &[usize]) -> Vec<(usize, usize)> {
-    video_probabilities(probs, video).into_iter().map(|(v, p)| (v, argmax(&p))).collect()
 }
 
 /// ROC AUC of scores for a binary truth: the probability that a random positive scores above a
@@ -195,9 +189,9 @@ mod tests {
         assert_eq!(mean_sd(&[0.5]), (0.5, 0.0));
         let probs = vec![vec![0.9, 0.1], vec![0.2, 0.8], vec![0.3, 0.7], vec![0.5, 0.5]];
         // Video 7: frames (0.9, 0.1) and (0.2, 0.8) → mean (0.55, 0.45) → class 0.
-        assert_eq!(video_predictions(&probs, &[7, 7, 3, 3]), vec![(7, 0), (3, 1)]);
-        assert_eq!(video_predictions(&[vec![0.5, 0.5]], &[1]), vec![(1, 0)], "a tie goes to the lower class");
         let vp = video_probabilities(&probs, &[7, 7, 3, 3]);
+        assert_eq!(vp.iter().map(|(v, p)| (*v, argmax(p))).collect::<Vec<_>>(), vec![(7, 0), (3, 1)]);
+        assert_eq!(argmax(&[0.5, 0.5]), 0, "a tie goes to the lower class");
         assert_eq!(vp[0].0, 7);
         assert!(close(vp[0].1[0], 0.55) && close(vp[1].1[1], 0.6));
     }
