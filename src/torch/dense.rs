@@ -273,16 +273,7 @@ mod tests {
     use usctl::eval::config::{EvalConfig, Task};
 
     fn options(dir: &Path, version: &Path, name: &str, c: EvalConfig) -> EvalOptions {
-        EvalOptions {
-            store: version.to_path_buf(),
-            init: None,
-            label: None,
-            out: dir.join(name),
-            config: c,
-            folds_file: None,
-            progress: false,
-            command_line: vec![],
-        }
+        testkit::eval_options(version, dir.join(name), c)
     }
 
     fn config(protocol: Protocol) -> EvalConfig {

@@ -624,19 +624,7 @@ mod tests {
     fn selection_modes_and_the_feature_cache() {
         let dir = tempfile::tempdir().unwrap();
         let version = testkit::labelled_store(dir.path(), 12, 32);
-        let run = |name: &str, c: EvalConfig| {
-            evaluate(EvalOptions {
-                store: version.clone(),
-                init: None,
-                label: None,
-                out: dir.path().join(name),
-                config: c,
-                folds_file: None,
-                progress: false,
-                command_line: vec![],
-            })
-            .unwrap()
-        };
+        let run = |name: &str, c: EvalConfig| evaluate(testkit::eval_options(&version, dir.path().join(name), c)).unwrap();
         let fixed = run("fixed", EvalConfig { augment_train: false, ..config(Protocol::Linear) });
         let cached = run("cached", EvalConfig { augment_train: false, ..config(Protocol::Linear) });
         assert_eq!(fixed.runs.iter().map(|r| &r.frame).collect::<Vec<_>>(), cached.runs.iter().map(|r| &r.frame).collect::<Vec<_>>(), "deterministic");
@@ -665,16 +653,7 @@ mod tests {
         assert!(test.title.starts_with("EPOCH SELECTED ON THE TEST FOLD"));
         let md = std::fs::read_to_string(dir.path().join("test").join(report::MARKDOWN)).unwrap();
         assert!(md.starts_with("# EPOCH SELECTED ON THE TEST FOLD"), "{md}");
-        let err = evaluate(EvalOptions {
-            store: version.clone(),
-            init: None,
-            label: None,
-            out: dir.path().join("fixed"),
-            config: config(Protocol::Linear),
-            folds_file: None,
-            progress: false,
-            command_line: vec![],
-        });
+        let err = evaluate(testkit::eval_options(&version, dir.path().join("fixed"), config(Protocol::Linear)));
         assert!(matches!(err, Err(EvalError::Exists { .. })));
     }
 
@@ -684,17 +663,7 @@ mod tests {
         let version = testkit::imbalanced_store(dir.path(), 16, 4, SHADE, 32);
         let run = |name: &str, class_weights: ClassWeights| {
             let c = EvalConfig { augment_train: false, epochs: EPOCHS, lr: 0.01, class_weights, ..config(Protocol::Linear) };
-            let r = evaluate(EvalOptions {
-                store: version.clone(),
-                init: None,
-                label: None,
-                out: dir.path().join(name),
-                config: c,
-                folds_file: None,
-                progress: false,
-                command_line: vec![],
-            })
-            .unwrap();
+            let r = evaluate(testkit::eval_options(&version, dir.path().join(name), c)).unwrap();
             (r.frame.summed_scores.recall[1], r.frame.balanced_accuracy.mean)
         };
         let (plain_recall, plain_balanced) = run("none", ClassWeights::None);
@@ -715,16 +684,7 @@ mod tests {
         for (name, augment_train, lr) in [("cached", false, 1e30), ("images", true, 1e30), ("overflow", true, 1e38)] {
             let c = EvalConfig { augment_train, lr, epochs: 3, ..config(Protocol::Linear) };
             let out = dir.path().join(name);
-            let err = evaluate(EvalOptions {
-                store: version.clone(),
-                init: None,
-                label: None,
-                out: out.clone(),
-                config: c,
-                folds_file: None,
-                progress: false,
-                command_line: vec![],
-            });
+            let err = evaluate(testkit::eval_options(&version, out.clone(), c));
             let err = err.err().unwrap_or_else(|| panic!("{name}: an overflowing learning rate must not give a report")).to_string();
             assert!(err.contains("fold 1") && err.contains("seed 1") && err.contains("epoch") && err.contains("--lr"), "{name}: {err}");
             assert!(!out.join(report::JSON).exists(), "{name}: no report for a diverged fine-tuning");

@@ -8,6 +8,11 @@ use usctl::store::index::VideoRow;
 use usctl::store::writer::{FrameMeta, NewMask, StoreWriter};
 use usctl::store::{IngestParams, StoreMeta, FORMAT_NAME, FORMAT_VERSION};
 
+/// Options of an evaluation of `store` into `out` from random weights, quiet.
+pub fn eval_options(store: &Path, out: PathBuf, config: EvalConfig) -> crate::finetune::EvalOptions {
+    crate::finetune::EvalOptions { store: store.to_path_buf(), init: None, label: None, out, config, folds_file: None, progress: false, command_line: vec![] }
+}
+
 /// A small, fast evaluation config for tests: 2 folds, 1 seed, 2 epochs, 32 px, batch 4, CPU.
 pub fn eval_config(protocol: Protocol) -> EvalConfig {
     EvalConfig {
