@@ -133,24 +133,30 @@ mod tests {
     use tch::nn::OptimizerConfig;
     use tch::{Device, Kind};
 
-    /// A batch of gray images with a bright rectangle each, and the rectangle as the target.
+    /// A batch of gray images with a bright rectangle each, and the rectangle as the target. The
+    /// noise is a fixed pattern: tests run in parallel and share libtorch's global generator.
     fn rectangles(n: i64, s: i64) -> (Tensor, Tensor) {
         let target = Tensor::zeros([n, 1, s, s], (Kind::Float, Device::Cpu));
         for i in 0..n {
             let (x0, y0) = (4 + 6 * i, 8 + 3 * i);
             let _ = target.narrow(0, i, 1).narrow(2, y0, 20).narrow(3, x0, 16).fill_(1.0);
         }
-        let image = &target * 0.8 + Tensor::rand([n, 1, s, s], (Kind::Float, Device::Cpu)) * 0.2;
+        let noise: Vec<f32> = (0..n * s * s).map(|k| ((k * 7919) % 101) as f32 / 101.0).collect();
+        let image = &target * 0.8 + Tensor::from_slice(&noise).view([n, 1, s, s]) * 0.2;
         (image, target)
     }
 
+    /// Decoder training steps (measured: the loss 1.57 → 0.79 after 30 steps, too close to half;
+    /// → 0.09 after 60).
+    const STEPS: usize = 60;
+
     #[test]
     fn logits_have_the_input_size_and_training_lowers_the_loss() {
-        tch::manual_seed(0);
         let (enc_vs, dec_vs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
         let encoder = ResNet18::new(&enc_vs.root());
         let decoder = UNetDecoder::new(&dec_vs.root());
-        init(&dec_vs, &mut usctl::seed::stream(0, "t", &[]));
+        crate::model::init::convolutions(&enc_vs, &mut usctl::seed::stream(0, "t", &[0]));
+        init(&dec_vs, &mut usctl::seed::stream(0, "t", &[1]));
         let (x, t) = rectangles(3, 64);
         let levels = pyramid(&encoder, &x, STAGES, false);
         let sizes: Vec<Vec<i64>> = levels.iter().map(|l| l.size()).collect();
@@ -168,7 +174,7 @@ mod tests {
         // Frozen encoder: only the decoder learns, and it learns the rectangles.
         let mut opt = nn::Adam::default().build(&dec_vs, 1e-2).unwrap();
         let first = dice_bce(&segment(true), &t).unwrap().double_value(&[]);
-        for _ in 0..30 {
+        for _ in 0..STEPS {
             let loss = dice_bce(&segment(true), &t).unwrap();
             opt.backward_step(&loss);
         }
