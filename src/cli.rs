@@ -249,4 +249,7 @@ pub struct ReportArgs {
     /// Write the table to this file instead of printing it.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also write the numbers and paired comparisons as JSON to this file (classification reports).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }

@@ -21,6 +21,9 @@ pub enum Pairs {
     /// so `simclr` is accepted as its name.
     #[serde(alias = "simclr")]
     Rs,
+    /// Intra-video positive pairs (VanBerlo et al. 2024): two frames of the video at most
+    /// `ivpp.window_s` seconds apart, optionally weighted by their distance in time.
+    Ivpp,
 }
 
 impl std::str::FromStr for Pairs {
@@ -31,7 +34,29 @@ impl std::str::FromStr for Pairs {
             "rstfv" => Ok(Pairs::Rstfv),
             "rsofv" => Ok(Pairs::Rsofv),
             "rs" | "simclr" => Ok(Pairs::Rs),
-            _ => Err(format!("unknown pair strategy {s:?}: use spg, rstfv, rsofv, rs (or its name simclr)")),
+            "ivpp" => Ok(Pairs::Ivpp),
+            _ => Err(format!("unknown pair strategy {s:?}: use spg, rstfv, rsofv, rs (or its name simclr), ivpp")),
+        }
+    }
+}
+
+/// The contrastive objective (docs/training.md "Methods").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// NT-Xent over the batch: every other view in the batch is a negative (USCL, SimCLR).
+    NtXent,
+    /// MoCo v2: a momentum key encoder and a queue of its past keys as the negatives.
+    Moco,
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "nt-xent" => Ok(Method::NtXent),
+            "moco" => Ok(Method::Moco),
+            _ => Err(format!("unknown method {s:?}: use nt-xent or moco")),
         }
     }
 }
@@ -88,6 +113,78 @@ pub struct SpgConfig {
 impl Default for SpgConfig {
     fn default() -> Self {
         SpgConfig { alpha: 0.5, beta: 0.5, shared_xi: false, mix: Mix::Before }
+    }
+}
+
+/// MoCo v2 (`method = "moco"`): docs/training.md says why these defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MocoConfig {
+    /// Key encoder ← momentum · key encoder + (1 − momentum) · query encoder, every step.
+    pub momentum: f64,
+    /// Keys kept as negatives (at most the training videos of the run).
+    pub queue: usize,
+    /// τ of MoCo's InfoNCE.
+    pub temperature: f64,
+}
+
+impl Default for MocoConfig {
+    fn default() -> Self {
+        MocoConfig { momentum: 0.99, queue: 256, temperature: 0.2 }
+    }
+}
+
+/// Intra-video positive pairs (`pairs = "ivpp"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IvppConfig {
+    /// The two frames of a pair are at most this many seconds apart.
+    pub window_s: f64,
+    /// Weight each pair's loss by 1 − d / (window_s + δ), d their distance in time and δ the
+    /// video's frame interval; false: every pair weighs 1.
+    pub weighted: bool,
+}
+
+impl Default for IvppConfig {
+    fn default() -> Self {
+        IvppConfig { window_s: 1.0, weighted: true }
+    }
+}
+
+/// Where in-video hard negatives come from over the run (`hard_negatives` > 0): frames whose
+/// distance in time from the pair's anchor frame, as a fraction of the video's duration, lies in a
+/// band that starts at `start`, stays there for the first `hold` of the epochs, then moves to `end`
+/// along a half cosine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HardNegativeSchedule {
+    pub start: [f64; 2],
+    pub end: [f64; 2],
+    pub hold: f64,
+}
+
+impl Default for HardNegativeSchedule {
+    fn default() -> Self {
+        HardNegativeSchedule { start: [0.2, 0.4], end: [0.03, 0.07], hold: 0.5 }
+    }
+}
+
+impl HardNegativeSchedule {
+    /// The band [lo, hi] (fractions of a video's duration) at `epoch` of `epochs`.
+    pub fn band(&self, epoch: u32, epochs: u32) -> [f64; 2] {
+        let held = (self.hold * epochs as f64).round();
+        let rest = epochs as f64 - held;
+        let t = if rest <= 1.0 {
+            if (epoch as f64) < held {
+                0.0
+            } else {
+                1.0
+            }
+        } else {
+            ((epoch as f64 - held) / (rest - 1.0)).clamp(0.0, 1.0)
+        };
+        let w = 0.5 * (1.0 - (std::f64::consts::PI * t).cos());
+        [self.start[0] + w * (self.end[0] - self.start[0]), self.start[1] + w * (self.end[1] - self.start[1])]
     }
 }
 
@@ -180,7 +277,12 @@ pub struct TrainConfig {
     pub image_size: i64,
     pub device: DeviceChoice,
     pub pairs: Pairs,
+    pub method: Method,
+    /// NT-Xent τ (also of the validation loss of every method).
     pub temperature: f64,
+    /// In-video hard negatives per video and batch (UCL, Basu et al. 2022): frames of the pair's
+    /// own video far from its anchor in time, added to every anchor's negatives; 0 = none.
+    pub hard_negatives: u32,
     /// Weight of the classification loss.
     pub lambda: f64,
     /// Fraction of labelled videos whose labels are used.
@@ -193,6 +295,8 @@ pub struct TrainConfig {
     pub warmup_epochs: u32,
     /// Fraction of videos held out for the validation NT-Xent.
     pub val_fraction: f64,
+    /// Train on these sub-datasets of the store only (empty: all of them).
+    pub subdatasets: Vec<String>,
     /// Backbone initialisation: a torchvision-named ResNet-18 safetensors file; none = random.
     pub init: Option<String>,
     /// Mixed precision (fp16 autocast with loss scaling); only on CUDA.
@@ -203,6 +307,9 @@ pub struct TrainConfig {
     pub loader_threads: usize,
     pub prefetch: usize,
     pub spg: SpgConfig,
+    pub moco: MocoConfig,
+    pub ivpp: IvppConfig,
+    pub hard_negative_schedule: HardNegativeSchedule,
     pub augment: AugmentConfig,
 }
 
@@ -215,7 +322,9 @@ impl Default for TrainConfig {
             image_size: 224,
             device: DeviceChoice::Auto,
             pairs: Pairs::Spg,
+            method: Method::NtXent,
             temperature: 0.5,
+            hard_negatives: 0,
             lambda: 0.2,
             label_rate: 0.01,
             contrastive: true,
@@ -224,12 +333,16 @@ impl Default for TrainConfig {
             weight_decay: 1e-4,
             warmup_epochs: 10,
             val_fraction: 0.2,
+            subdatasets: Vec::new(),
             init: None,
             mixed_precision: true,
             threads: 0,
             loader_threads: 1,
             prefetch: 4,
             spg: SpgConfig::default(),
+            moco: MocoConfig::default(),
+            ivpp: IvppConfig::default(),
+            hard_negative_schedule: HardNegativeSchedule::default(),
             augment: AugmentConfig::default(),
         }
     }
@@ -252,10 +365,18 @@ pub struct RunOverrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
-    /// spg, rstfv, rsofv or rs.
+    /// spg, rstfv, rsofv, rs (or simclr) or ivpp.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pairs: Option<Pairs>,
+    /// nt-xent (in-batch negatives) or moco (momentum encoder and a queue of negatives).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
+    /// In-video hard negatives per video and batch (0: none).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hard_negatives: Option<u32>,
     /// Weight of the classification loss (0: pure self-supervision).
     #[arg(long, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -284,6 +405,10 @@ pub struct RunOverrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "random_is_none")]
     pub init: Option<String>,
+    /// Train on these sub-datasets of the store only, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subdatasets: Option<Vec<String>>,
 }
 
 /// `--init random` is the config's `init = none`.
@@ -437,6 +562,36 @@ impl TrainConfig {
         if self.spg.alpha.is_nan() || self.spg.alpha <= 0.0 || self.spg.beta.is_nan() || self.spg.beta <= 0.0 {
             return bad("spg.alpha", "Beta parameters alpha and beta must be > 0");
         }
+        let m = &self.moco;
+        if m.momentum.is_nan() || !(0.0..1.0).contains(&m.momentum) {
+            return bad("moco.momentum", "must be in [0, 1)");
+        }
+        if m.queue == 0 {
+            return bad("moco.queue", "must be at least 1");
+        }
+        if m.temperature.is_nan() || m.temperature <= 0.0 {
+            return bad("moco.temperature", "must be > 0");
+        }
+        if self.ivpp.window_s.is_nan() || self.ivpp.window_s < 0.0 {
+            return bad("ivpp.window_s", "must be ≥ 0 seconds");
+        }
+        let h = &self.hard_negative_schedule;
+        let band = |b: [f64; 2]| 0.0 < b[0] && b[0] <= b[1] && b[1] <= 1.0;
+        if !band(h.start) || !band(h.end) {
+            return bad("hard_negative_schedule", "start and end must be bands [lo, hi] with 0 < lo ≤ hi ≤ 1 (fractions of a video's duration)");
+        }
+        if !(0.0..=1.0).contains(&h.hold) {
+            return bad("hard_negative_schedule.hold", "is a fraction of the epochs: must be in [0, 1]");
+        }
+        if self.hard_negatives > 0 && self.method == Method::Moco {
+            return bad("hard_negatives", "is for method nt-xent; MoCo's negatives are its queue");
+        }
+        if self.hard_negatives > 0 && self.pairs == Pairs::Rs {
+            return bad("hard_negatives", "needs a video-aware pair strategy (rs ignores videos)");
+        }
+        if self.hard_negatives > 16 {
+            return bad("hard_negatives", "must be at most 16 per video (each is one more image through the network)");
+        }
         self.augment.validate()?;
         Ok(())
     }
@@ -507,8 +662,9 @@ pub(crate) mod tests {
 
     #[test]
     fn every_training_flag_sets_the_config_key_of_its_name() {
-        let keys = key_of_each_flag(&TrainConfig::default(), &["7", "rs", "cpu", "off", "x.safetensors"], |c: &mut TrainConfig, o: &Overrides| c.apply(o));
-        assert_eq!(keys.len(), 14, "{keys:?}");
+        let keys =
+            key_of_each_flag(&TrainConfig::default(), &["7", "rs", "moco", "cpu", "off", "x.safetensors"], |c: &mut TrainConfig, o: &Overrides| c.apply(o));
+        assert_eq!(keys.len(), 17, "{keys:?}");
         for (flag, key) in keys {
             assert_eq!(flag, format!("--{}", key.replace('_', "-")));
         }

@@ -475,13 +475,18 @@ fn run_export(a: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
-    use usctl::eval::dense;
+    use usctl::eval::{dense, report};
     let table = match a.runs.iter().filter(|d| dense::is_dense_report(d)).count() {
         0 => {
-            let reports: Result<Vec<_>, _> = a.runs.iter().map(|d| usctl::eval::report::Report::read(d).map(|r| (d.clone(), r))).collect();
-            usctl::eval::report::compare(&reports?)
+            let reports: Vec<_> = a.runs.iter().map(|d| report::Report::read(d).map(|r| (d.clone(), r))).collect::<Result<_, _>>()?;
+            if let Some(path) = &a.json {
+                report::write_atomic(path, serde_json::to_string_pretty(&report::compare_json(&reports))?.as_bytes())?;
+                eprintln!("wrote {}", path.display());
+            }
+            report::compare(&reports)
         }
         n if n == a.runs.len() => {
+            anyhow::ensure!(a.json.is_none(), "--json is written for classification reports only; segment/detect reports have their numbers in report.json");
             let reports: Result<Vec<_>, _> = a.runs.iter().map(|d| dense::DenseReport::read(d).map(|r| (d.clone(), r))).collect();
             dense::compare(&reports?)
         }
@@ -489,7 +494,7 @@ fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     };
     match &a.out {
         Some(path) => {
-            usctl::eval::report::write_atomic(path, table.as_bytes())?;
+            report::write_atomic(path, table.as_bytes())?;
             println!("wrote {}", path.display());
         }
         None => print!("{table}"),

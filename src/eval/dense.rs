@@ -509,7 +509,7 @@ pub fn compare(reports: &[(PathBuf, DenseReport)]) -> String {
         reports,
         |(_, r)| r.protocol,
         |(_, a), (_, b)| Ok(paired(a, b)?.iter().map(|(name, p)| format!("{}: {}", protocol_text(b.protocol), p.sentence(&b.label, &a.label, name))).collect()),
-        |(_, r)| format!("{} ({})", r.label, protocol_text(r.protocol)),
+        |(_, b), (_, a), why| format!("{} ({}) vs {} ({}): not paired: {why}", b.label, protocol_text(b.protocol), a.label, protocol_text(a.protocol)),
     );
     if !lines.is_empty() {
         let _ = writeln!(

@@ -66,22 +66,23 @@ pub fn by_key<K: PartialEq>(a: &[(K, f64)], b: &[(K, f64)], seed: u64) -> Option
 }
 
 /// Each later item paired with the first earlier one in the same `group` (e.g. protocol): the
-/// baseline goes first. `pair` gives the sentences of b against a, or why they cannot be paired.
-pub fn against_baselines<T, G: PartialEq>(
+/// baseline goes first. `pair` gives the outputs (sentences, rows) of b against a, or why they
+/// cannot be paired, which `unpaired(b, a, why)` turns into an output.
+pub fn against_baselines<T, G: PartialEq, O>(
     items: &[T],
     group: impl Fn(&T) -> G,
-    pair: impl Fn(&T, &T) -> Result<Vec<String>, String>,
-    name: impl Fn(&T) -> String,
-) -> Vec<String> {
-    let mut lines = Vec::new();
+    pair: impl Fn(&T, &T) -> Result<Vec<O>, String>,
+    unpaired: impl Fn(&T, &T, String) -> O,
+) -> Vec<O> {
+    let mut out = Vec::new();
     for (i, b) in items.iter().enumerate() {
         let Some(a) = items[..i].iter().find(|a| group(a) == group(b)) else { continue };
         match pair(a, b) {
-            Ok(sentences) => lines.extend(sentences),
-            Err(why) => lines.push(format!("{} vs {}: not paired: {why}", name(b), name(a))),
+            Ok(rows) => out.extend(rows),
+            Err(why) => out.push(unpaired(b, a, why)),
         }
     }
-    lines
+    out
 }
 
 impl Paired {
@@ -163,7 +164,7 @@ mod tests {
             &items,
             |t| t.1,
             |a, b| if b.0 == "rs" { Err("other folds".into()) } else { Ok(vec![format!("{} vs {}", b.0, a.0)]) },
-            |t| t.0.to_string(),
+            |b, a, why| format!("{} vs {}: not paired: {why}", b.0, a.0),
         );
         assert_eq!(lines, vec!["spg vs random", "rs vs random: not paired: other folds"]);
     }

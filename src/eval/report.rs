@@ -492,7 +492,7 @@ pub fn compare(reports: &[(PathBuf, Report)]) -> String {
         reports,
         |(_, r)| (r.protocol, r.selection),
         |(_, a), (_, b)| Ok(paired(a, b)?.iter().map(|(name, p)| format!("{}: {}", b.protocol.name(), p.sentence(&b.label, &a.label, name))).collect()),
-        |(_, r)| format!("{} ({})", r.label, r.protocol.name()),
+        |(_, b), (_, a), why| format!("{} ({}) vs {} ({}): not paired: {why}", b.label, b.protocol.name(), a.label, a.protocol.name()),
     );
     if !lines.is_empty() {
         let _ = writeln!(
@@ -516,6 +516,35 @@ pub fn compare(reports: &[(PathBuf, Report)]) -> String {
         let _ = writeln!(o, "\nWarning: these reports evaluate different data: {}.", stores.join("; "));
     }
     o
+}
+
+/// `compare`'s content as JSON (`usctl report --json`, docs/eval.md): each report's headline
+/// numbers and every pairing, structured.
+pub fn compare_json(reports: &[(PathBuf, Report)]) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|(path, r)| {
+            serde_json::json!({
+                "report": path.display().to_string(), "label": r.label, "init": r.init, "protocol": r.protocol.name(),
+                "selection": r.selection.name(), "store_version": r.store.version_id, "runs": r.runs.len(),
+                "epochs": r.config.epochs, "image_size": r.config.image_size, "frame": r.frame, "video": r.video, "seconds": r.seconds,
+            })
+        })
+        .collect();
+    let pairs = paired::against_baselines(
+        reports,
+        |(_, r)| (r.protocol, r.selection),
+        |(_, a), (_, b)| {
+            Ok(paired(a, b)?
+                .into_iter()
+                .map(|(metric, p)| {
+                    serde_json::json!({"label": b.label, "baseline": a.label, "protocol": b.protocol.name(), "metric": metric, "difference": p.is_difference(), "paired": p})
+                })
+                .collect())
+        },
+        |(_, b), (_, a), why| serde_json::json!({"label": b.label, "baseline": a.label, "protocol": b.protocol.name(), "not_paired": why}),
+    );
+    serde_json::json!({"format": "usctl-report-table", "format_version": 1, "resamples": paired::RESAMPLES, "reports": rows, "pairs": pairs})
 }
 
 #[cfg(test)]
@@ -615,8 +644,18 @@ mod tests {
         let random = report("random", Protocol::Linear, Selection::Fixed, runs(&[2, 2, 3, 2]));
         let spg = report("spg", Protocol::Linear, Selection::Fixed, runs(&[3, 3, 4, 3]));
         let same = report("same", Protocol::Linear, Selection::Fixed, runs(&[3, 1, 3, 2]));
-        let t = compare(&[("r".into(), random.clone()), ("s".into(), spg.clone()), ("x".into(), same)]);
+        let three = [("r".into(), random.clone()), ("s".into(), spg.clone()), ("x".into(), same)];
+        let t = compare(&three);
         assert!(t.contains("- linear: spg is ahead of random in frame accuracy by +0.250 [+0.250, +0.250], higher in 4 of 4 runs"), "{t}");
+        // The same numbers as JSON: one row per report, one entry per (report, metric) pairing.
+        let j = compare_json(&three);
+        assert_eq!(j["reports"].as_array().unwrap().len(), 3);
+        assert_eq!(j["reports"][1]["frame"]["accuracy"]["mean"], 0.8125);
+        let pairs = j["pairs"].as_array().unwrap();
+        assert_eq!(pairs.len(), 2 * PAIRED.len(), "spg and same against random, each metric");
+        let first = &pairs[0];
+        assert_eq!((first["label"].as_str(), first["baseline"].as_str(), first["metric"].as_str()), (Some("spg"), Some("random"), Some("frame accuracy")));
+        assert_eq!((first["difference"].as_bool(), first["paired"]["mean"].as_f64(), first["paired"]["wins"].as_u64()), (Some(true), Some(0.25), Some(4)));
         assert!(t.contains("- linear: same vs random, frame accuracy: no difference detected (+0.000"), "{t}");
         assert!(t.contains("- linear: spg vs random, video accuracy: no difference detected (+0.000 [+0.000, +0.000], higher in 0 of 4 runs)"), "{t}");
         let mut other = spg.clone();

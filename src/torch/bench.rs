@@ -73,6 +73,9 @@ pub fn step(c: &TrainConfig, steps: usize) -> Result<Throughput, TrainError> {
         params: vec![],
         mix_after: false,
         labels: vec![-1; n as usize],
+        clips: (0..n as usize).collect(),
+        weights: vec![1.0; n as usize],
+        hard_valid: vec![],
         fallbacks: Fallbacks::default(),
         views: Some(views),
     };
@@ -81,7 +84,7 @@ pub fn step(c: &TrainConfig, steps: usize) -> Result<Throughput, TrainError> {
         let t0 = Instant::now();
         for s in 0..k {
             adam.zero_grad();
-            let l = train::forward(&nets, &batch, c, device, true, autocast)?;
+            let l = train::forward(&nets, &batch, c, device, true, autocast, None)?;
             l.total.backward();
             adam.step(schedule::lr_at(c.lr, s as u64, 1000, 0));
         }

@@ -1,5 +1,6 @@
-//! Checkpoint files (docs/checkpoint-format.md, format 2): one safetensors file holding the
-//! weights (`backbone.*` with torchvision names, `heads.*`), the optimiser moments (`adam.*`) and,
+//! Checkpoint files (docs/checkpoint-format.md, format 3): one safetensors file holding the
+//! weights (`backbone.*` with torchvision names, `heads.*`), the optimiser moments (`adam.*`), for
+//! MoCo runs the key encoder and queue (`moco.*`) and,
 //! in the header's `__metadata__`, the training state as JSON under the key `usctl`. One file means
 //! weights and state can never disagree; it is written to a temporary name, synced and renamed.
 
@@ -12,9 +13,10 @@ use usctl::error::TrainError;
 use usctl::export::{write_safetensors, RawTensor, STATE_KEY};
 
 pub const FORMAT: &str = "usctl-checkpoint";
-pub const FORMAT_VERSION: u32 = 2;
-/// Format 1 lacks `adam_waiting`; it is still read (docs/checkpoint-format.md).
-const READS: [u32; 2] = [1, 2];
+pub const FORMAT_VERSION: u32 = 3;
+/// Format 1 lacks `adam_waiting`, formats 1 and 2 `moco_ptr` (they predate MoCo runs); both are
+/// still read (docs/checkpoint-format.md).
+const READS: [u32; 3] = [1, 2, 3];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +42,9 @@ pub struct State {
     pub classes: Vec<String>,
     /// sha256 of the resolved config.toml the run was started with.
     pub config_sha256: String,
+    /// MoCo runs (format 3): where the next key goes in the queue (`moco.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moco_ptr: Option<u64>,
 }
 
 impl State {
@@ -59,6 +64,7 @@ impl State {
             store_version: store.version_id.clone(),
             classes: store.classes.clone(),
             config_sha256,
+            moco_ptr: None,
         }
     }
 }
@@ -182,6 +188,7 @@ mod tests {
             store_version: "abc".into(),
             classes: vec!["x".into()],
             config_sha256: "00".into(),
+            moco_ptr: Some(5),
         };
         write(&path, &[("backbone.w".into(), a.shallow_clone()), ("n".into(), b.shallow_clone())], Some(&state)).unwrap();
         let (t, s) = read(&path).unwrap();

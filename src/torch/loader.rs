@@ -42,13 +42,20 @@ pub struct Context {
 }
 
 pub struct Batch {
-    /// [2N, 2, S, S] u8: anchor and other frame of view 1 of every pair, then of view 2.
+    /// [2N + N·M, 2, S, S] u8: anchor and other frame of view 1 of every pair, then of view 2,
+    /// then the M hard negatives of each pair (pair-major; other = anchor).
     pub frames: Tensor,
     pub xi: Vec<f32>,
     pub params: Vec<AugParams>,
     pub mix_after: bool,
     /// Per pair: class index or −1.
     pub labels: Vec<i64>,
+    /// Per pair: the clip it came from and the weight of its contrastive term.
+    pub clips: Vec<usize>,
+    pub weights: Vec<f32>,
+    /// Per hard-negative row: whether it is a frame (false: a one-frame video had none; the row
+    /// repeats the pair's anchor and the loss leaves it out).
+    pub hard_valid: Vec<bool>,
     pub fallbacks: Fallbacks,
     /// [2N, 3, size, size] float, normalised, when the worker already augmented.
     pub views: Option<Tensor>,
@@ -57,6 +64,11 @@ pub struct Batch {
 impl Batch {
     pub fn pairs(&self) -> usize {
         self.labels.len()
+    }
+
+    /// Whether any pair weighs other than 1 (weighted IVPP).
+    pub fn weighted(&self) -> bool {
+        self.weights.iter().any(|&w| w != 1.0)
     }
 
     /// The augmented views on `device` (computing them now if the worker did not).
@@ -75,36 +87,49 @@ impl Batch {
 /// Draws a batch's pairs and augmentation parameters and copies its frames out of the map.
 pub fn prepare(ctx: &Context, job: &Job) -> Batch {
     let mut fallbacks = Fallbacks::default();
-    let (pairs, params, mix_after) = match job {
+    let (pairs, hard, params, mix_after) = match job {
         Job::Train { epoch, index, clips } => {
             let mut rng = seed::stream(ctx.seed, "batch", &[*epoch as u64, *index as u64]);
             let pairs = ctx.sampler.batch(&mut rng, &ctx.clips, clips, &ctx.train_clips, &mut fallbacks);
+            // Draws nothing without hard negatives, so other runs' batches stay as they were.
+            let hard = ctx.sampler.hard_negatives(&mut rng, &ctx.clips, &pairs, *epoch, &mut fallbacks);
             let mix_after = ctx.sampler.mixes_after();
             let per_view = if mix_after { 2 } else { 1 };
-            let params: Vec<AugParams> = (0..2 * pairs.len() * per_view).map(|_| draw_aug::draw(&mut rng, &ctx.augment)).collect();
-            (pairs, params, mix_after)
+            let params: Vec<AugParams> = (0..(2 * pairs.len() + hard.len()) * per_view).map(|_| draw_aug::draw(&mut rng, &ctx.augment)).collect();
+            (pairs, hard, params, mix_after)
         }
         Job::Val { clips } => {
             let pairs: Vec<Pair> = clips.iter().map(|&c| sampler::validation_pair(&ctx.clips, c)).collect();
-            (pairs.clone(), vec![AugParams::IDENTITY; 2 * pairs.len()], false)
+            (pairs.clone(), Vec::new(), vec![AugParams::IDENTITY; 2 * pairs.len()], false)
         }
     };
     let n = pairs.len();
+    let m = hard.len().checked_div(n).unwrap_or(0);
+    let rows = 2 * n + hard.len();
     let fb = ctx.store.frame_bytes();
     let side = ctx.store.meta.params.size as i64;
-    let mut buf = Vec::with_capacity(2 * n * 2 * fb);
-    let mut xi = Vec::with_capacity(2 * n);
+    let mut buf = Vec::with_capacity(rows * 2 * fb);
+    let mut xi = Vec::with_capacity(rows);
+    let mut push = |anchor: usize, other: usize, x: f32| {
+        buf.extend_from_slice(ctx.store.frame(anchor));
+        buf.extend_from_slice(ctx.store.frame(other));
+        xi.push(x);
+    };
     for v in 0..2 {
         for p in &pairs {
             let view = p.views[v];
-            buf.extend_from_slice(ctx.store.frame(view.anchor));
-            buf.extend_from_slice(ctx.store.frame(view.other));
-            xi.push(view.xi);
+            push(view.anchor, view.other, view.xi);
         }
     }
-    let frames = Tensor::from_slice(&buf).view([2 * n as i64, 2, side, side]);
+    for (k, h) in hard.iter().enumerate() {
+        let row = h.unwrap_or(pairs[k / m].views[0].anchor);
+        push(row, row, 1.0);
+    }
+    let frames = Tensor::from_slice(&buf).view([rows as i64, 2, side, side]);
     let labels = pairs.iter().map(|p| ctx.labels[p.clip].unwrap_or(-1)).collect();
-    let mut batch = Batch { frames, xi, params, mix_after, labels, fallbacks, views: None };
+    let (clips, weights) = (pairs.iter().map(|p| p.clip).collect(), pairs.iter().map(|p| p.weight).collect());
+    let hard_valid = hard.iter().map(Option::is_some).collect();
+    let mut batch = Batch { frames, xi, params, mix_after, labels, clips, weights, hard_valid, fallbacks, views: None };
     if ctx.augment_in_loader {
         batch.views = Some(augment::views(&batch.frames, &batch.spec(), &ctx.augment, ctx.image_size, Device::Cpu));
     }

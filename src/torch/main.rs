@@ -10,6 +10,7 @@ mod dense;
 mod finetune;
 mod loader;
 mod loss;
+mod moco;
 mod model;
 mod optim;
 mod rundir;

@@ -6,18 +6,21 @@
 use crate::checkpoint::{self, State};
 use crate::loader::{Batch, Context, Job, Loader};
 use crate::loss;
+use crate::moco::Moco;
 use crate::model::{init, Heads, ResNet18};
 use crate::optim::Adam;
 use crate::rundir::{read_curve, Kill, RunDir, CONFIG_FILE, LAST, LOSS_PLOT, METRICS, PROVENANCE};
 use serde::Serialize;
 use serde_json::json;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::{nn, Device, Tensor};
-use usctl::config::{DeviceChoice, HowOverrides, Overrides, TrainConfig};
+use usctl::config::{DeviceChoice, HowOverrides, Method, Overrides, TrainConfig};
 use usctl::error::{ConfigError, TrainError};
 use usctl::sampler::{self, Clip, Fallbacks, Sampler};
+use usctl::store::index::VideoRow;
 use usctl::store::reader::Store;
 use usctl::store::StoreMeta;
 use usctl::{plot, schedule, seed};
@@ -135,7 +138,8 @@ impl Split {
 }
 
 pub fn split(store: &Store, c: &TrainConfig) -> Split {
-    let usable: Vec<_> = store.videos.iter().filter(|v| v.frames_kept > 0).collect();
+    let chosen = |v: &&VideoRow| c.subdatasets.is_empty() || c.subdatasets.contains(&v.subdataset);
+    let usable: Vec<_> = store.videos.iter().filter(|v| v.frames_kept > 0).filter(chosen).collect();
     let clips = usable.iter().map(|v| Clip { first_row: v.first_frame_row as usize, frames: v.frames_kept as usize }).collect();
     let classes: Vec<Option<i64>> = usable.iter().map(|v| v.class_index.map(i64::from)).collect();
     let groups: Vec<Option<String>> = usable.iter().map(|v| v.patient_id.clone()).collect();
@@ -154,7 +158,8 @@ pub(crate) fn context(
     train_clips: Vec<usize>,
     augment_in_loader: bool,
 ) -> Result<Context, TrainError> {
-    let sampler = Sampler::new(c.pairs, &c.spg).map_err(|m| ConfigError::Invalid { key: "spg".into(), message: m })?;
+    let times = store.frames.iter().map(|f| f.time_s).collect();
+    let sampler = Sampler::from_config(c, times).map_err(|m| ConfigError::Invalid { key: "spg".into(), message: m })?;
     Ok(Context {
         store,
         clips: sp.clips.clone(),
@@ -171,8 +176,8 @@ pub(crate) fn context(
 pub(crate) struct Nets {
     backbone_vs: nn::VarStore,
     heads_vs: nn::VarStore,
-    backbone: ResNet18,
-    heads: Heads,
+    pub(crate) backbone: ResNet18,
+    pub(crate) heads: Heads,
 }
 
 impl Nets {
@@ -184,6 +189,24 @@ impl Nets {
         init::convolutions(&backbone_vs, &mut seed::stream(seed, "train-init", &[0]));
         init::linears(&heads_vs, &mut seed::stream(seed, "train-init", &[1]));
         Nets { backbone_vs, heads_vs, backbone, heads }
+    }
+
+    /// Copies every weight and statistic of `other` (same architecture) into these nets.
+    pub(crate) fn copy_from(&mut self, other: &Nets) -> Result<(), TrainError> {
+        self.backbone_vs.copy(&other.backbone_vs).and_then(|_| self.heads_vs.copy(&other.heads_vs)).map_err(|e| TrainError::Torch(e.to_string()))
+    }
+
+    /// No gradients for any of these nets' variables (MoCo's key encoder).
+    pub(crate) fn freeze(&mut self) {
+        self.backbone_vs.freeze();
+        self.heads_vs.freeze();
+    }
+
+    /// Loads `backbone.*` and `heads.*` of a checkpoint's tensors.
+    pub(crate) fn load(&self, saved: &HashMap<String, Tensor>, path: &Path) -> Result<(), TrainError> {
+        checkpoint::load_into(&self.backbone_vs, &checkpoint::strip(saved, "backbone"), path)?;
+        checkpoint::load_into(&self.heads_vs, &checkpoint::strip(saved, "heads"), path)?;
+        Ok(())
     }
 
     pub(crate) fn named(&self, trainable_only: bool) -> Vec<(String, Tensor)> {
@@ -205,37 +228,70 @@ pub(crate) struct Losses {
     pub(crate) total: Tensor,
     /// `total` as a number.
     value: f64,
-    nt_xent: f64,
+    /// The contrastive term: NT-Xent (weighted, with hard negatives, as configured), or MoCo's
+    /// InfoNCE when training with `method = "moco"`.
+    contrastive: f64,
     ce: Option<f64>,
     labelled: usize,
+    /// MoCo: the keys of this batch, queued after the backward pass.
+    keys: Option<Tensor>,
 }
 
-pub(crate) fn forward(nets: &Nets, batch: &Batch, c: &TrainConfig, device: Device, train: bool, autocast: bool) -> Result<Losses, TrainError> {
+/// The losses of one batch. Training with `moco` given: queries from view 1, keys from view 2
+/// through the key encoder (updated first, as in MoCo), InfoNCE against the queue; otherwise
+/// NT-Xent over both views, with the batch's pair weights and hard negatives.
+pub(crate) fn forward(
+    nets: &Nets,
+    batch: &Batch,
+    c: &TrainConfig,
+    device: Device,
+    train: bool,
+    autocast: bool,
+    moco: Option<&Moco>,
+) -> Result<Losses, TrainError> {
     let n = batch.pairs() as i64;
     let x = batch.views(&c.augment, c.image_size, device);
-    let (feats, z) = tch::autocast(autocast, || {
-        let f = nets.backbone.features(&x, train);
-        let z = nets.heads.project(&f);
-        (f, z)
-    });
-    let nt = loss::nt_xent(&z.narrow(0, 0, n), &z.narrow(0, n, n), c.temperature)?;
+    let embed = |x: &Tensor| {
+        tch::autocast(autocast, || {
+            let f = nets.backbone.features(x, train);
+            let z = nets.heads.project(&f);
+            (f, z)
+        })
+    };
+    let (contrastive, feats, z, keys, views) = match moco.filter(|_| train) {
+        Some(m) => {
+            m.momentum_update();
+            let keys = m.keys(&x.narrow(0, n, n), autocast);
+            let (f, q) = embed(&x.narrow(0, 0, n));
+            let videos = Tensor::from_slice(&batch.clips.iter().map(|&v| v as i64).collect::<Vec<_>>()).to_device(device);
+            (loss::moco(&q, &keys, &m.queue, &m.queue_videos, &videos, c.moco.temperature)?, f, q, Some(keys), 1)
+        }
+        None => {
+            let (f, z) = embed(&x);
+            let weights = batch.weighted().then(|| Tensor::from_slice(&batch.weights).to_device(device));
+            let (hard, valid) = (z.narrow(0, 2 * n, z.size()[0] - 2 * n), Tensor::from_slice(&batch.hard_valid).to_device(device));
+            let extra = (!batch.hard_valid.is_empty()).then_some(loss::Extra { embeddings: &hard, valid: &valid });
+            (loss::nt_xent_with(&z.narrow(0, 0, n), &z.narrow(0, n, n), c.temperature, weights.as_ref(), extra)?, f, z, None, 2)
+        }
+    };
     let rows: Vec<i64> = batch.labels.iter().enumerate().filter(|(_, &l)| l >= 0).map(|(i, _)| i as i64).collect();
-    let mut total = if c.contrastive || !train { nt.shallow_clone() } else { nt.zeros_like() };
+    let mut total = if c.contrastive || !train { contrastive.shallow_clone() } else { contrastive.zeros_like() };
     let mut ce_value = None;
     if train && c.lambda > 0.0 && !rows.is_empty() {
-        let idx: Vec<i64> = rows.iter().copied().chain(rows.iter().map(|r| r + n)).collect();
+        // The labelled rows of each view that went through the query network.
+        let idx: Vec<i64> = (0..views).flat_map(|v| rows.iter().map(move |r| r + v * n)).collect();
         let idx = Tensor::from_slice(&idx).to_device(device);
-        let targets: Vec<i64> = rows.iter().chain(rows.iter()).map(|&r| batch.labels[r as usize]).collect();
+        let targets: Vec<i64> = (0..views).flat_map(|_| rows.iter()).map(|&r| batch.labels[r as usize]).collect();
         let logits = tch::autocast(autocast, || nets.heads.classify(&feats.index_select(0, &idx), &z.index_select(0, &idx)));
         let ce = loss::cross_entropy(&logits, &Tensor::from_slice(&targets).to_device(device))?;
         ce_value = Some(ce.double_value(&[]));
-        // Not `+=`: `total` shares its storage with `nt`, which an in-place add would change.
+        // Not `+=`: `total` shares its storage with `contrastive`, which an in-place add would change.
         #[allow(clippy::assign_op_pattern)]
         {
             total = total + ce * c.lambda;
         }
     }
-    Ok(Losses { nt_xent: nt.double_value(&[]), value: total.double_value(&[]), total, ce: ce_value, labelled: rows.len() })
+    Ok(Losses { contrastive: contrastive.double_value(&[]), value: total.double_value(&[]), total, ce: ce_value, labelled: rows.len(), keys })
 }
 
 fn now_unix() -> u64 {
@@ -258,12 +314,29 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
     tch::set_num_threads(threads as i32);
     let store = Store::open(&o.store)?;
     let meta = store.meta.clone();
+    check_subdatasets(&store, c)?;
     let sp = split(&store, c);
     let train_clips = training_clips(&sp, c, &o.store)?;
     let ctx = Arc::new(context(store, c, &sp, sp.kept_labels(), train_clips.clone(), false)?);
     let nets = Nets::new(device, c.seed, meta.classes.len() as i64, c);
+    let mut moco = match c.method {
+        Method::Moco if c.contrastive => Some(Moco::new(&nets, device, c.seed, meta.classes.len() as i64, c)?),
+        _ => None,
+    };
+    if c.method == Method::Moco && c.moco.queue > train_clips.len() {
+        return Err(ConfigError::Invalid {
+            key: "moco.queue".into(),
+            message: format!(
+                "is {}, more than the {} training videos of this store: the queue would hold older keys of the same videos; set moco.queue to at most {} (docs/training.md)",
+                c.moco.queue,
+                train_clips.len(),
+                train_clips.len()
+            ),
+        }
+        .into());
+    }
     let mut adam = Adam::new(nets.named(true), c.weight_decay);
-    let (mut run, mut state) = open_run(&o, &nets, &mut adam, &meta, &sp, train_clips.len(), device, threads)?;
+    let (mut run, mut state) = open_run(&o, &nets, moco.as_mut(), &mut adam, &meta, &sp, train_clips.len(), device, threads)?;
     run.kill_at(o.kill);
     let autocast = device.is_cuda() && c.mixed_precision;
     let steps_per_epoch = sampler::epoch_batches(c.seed, 0, train_clips.len(), c.batch_size).len() as u64;
@@ -282,10 +355,11 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
             let Some(batch) = loader.next() else { break };
             tally.wait += tw.elapsed().as_secs_f64();
             let lr = schedule::lr_at(c.lr, state.step, total_steps, warmup);
-            let l = step(&nets, &mut adam, &mut state, &batch, c, device, autocast, lr)?;
+            let l = step(&nets, moco.as_mut(), &mut adam, &mut state, &batch, c, device, autocast, lr)?;
             let dt = tw.elapsed().as_secs_f64();
             tally.add(&batch, l.value);
-            run.line(json!({"epoch": epoch, "step": state.step, "lr": lr, "loss": l.value, "nt_xent": l.nt_xent, "ce": l.ce, "labelled": l.labelled, "pairs": batch.pairs(), "seconds": dt}))?;
+            let (nt_xent, moco_loss) = if moco.is_some() { (None, Some(l.contrastive)) } else { (Some(l.contrastive), None) };
+            run.line(json!({"epoch": epoch, "step": state.step, "lr": lr, "loss": l.value, "nt_xent": nt_xent, "moco": moco_loss, "ce": l.ce, "labelled": l.labelled, "pairs": batch.pairs(), "seconds": dt}))?;
             run.cut(Kill::Step(state.step))?;
             bar.set_message(format!("loss {:.4} · {:.1} img/s", l.value, 2.0 * batch.pairs() as f64 / dt.max(1e-9)));
             bar.inc(1);
@@ -307,8 +381,10 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
             (state.best_val, state.best_epoch) = (val, Some(state.epoch));
         }
         (state.adam_step, state.adam_waiting) = (adam.step, Some(adam.waiting()));
+        state.moco_ptr = moco.as_ref().map(|m| m.ptr as u64);
         let mut tensors = nets.named(false);
         tensors.extend(adam.state());
+        tensors.extend(moco.iter().flat_map(Moco::tensors));
         let end = json!({"epoch": epoch, "event": "epoch_end", "train_loss": tally.mean_loss(), "val_nt_xent": val, "best": improved, "seconds": tally.seconds, "images_per_s": tally.images_per_s(), "loader_wait_s": tally.wait, "val_seconds": tv.elapsed().as_secs_f64(), "fallbacks": tally.fallbacks});
         let tc = Instant::now();
         run.commit_epoch(epoch, end, &tensors, &state, improved)?;
@@ -357,6 +433,21 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
     Ok(summary)
 }
 
+/// Refuses a `subdatasets` name the store does not hold, listing the ones it does.
+fn check_subdatasets(store: &Store, c: &TrainConfig) -> Result<(), TrainError> {
+    let mut held: Vec<&str> = store.videos.iter().map(|v| v.subdataset.as_str()).collect();
+    held.sort_unstable();
+    held.dedup();
+    match c.subdatasets.iter().find(|s| !held.contains(&s.as_str())) {
+        Some(s) => Err(ConfigError::Invalid {
+            key: "subdatasets".into(),
+            message: format!("the store holds no sub-dataset {s:?}; it holds: {} (or leave subdatasets empty for all)", held.join(", ")),
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
+
 /// The clips the epochs draw from: every training clip, or the labelled ones with contrastive off.
 fn training_clips(sp: &Split, c: &TrainConfig, store: &Path) -> Result<Vec<usize>, TrainError> {
     let need = if c.batch_size > 1 { 2 } else { 1 };
@@ -377,10 +468,12 @@ pub(crate) fn epoch_jobs(c: &TrainConfig, epoch: u32, train_clips: &[usize]) -> 
         .collect()
 }
 
-/// One optimisation step: forward, backward (with fp16 loss scaling under autocast), Adam.
+/// One optimisation step: forward, backward (with fp16 loss scaling under autocast), Adam, and
+/// for MoCo the batch's keys into the queue.
 #[allow(clippy::too_many_arguments)]
 fn step(
     nets: &Nets,
+    moco: Option<&mut Moco>,
     adam: &mut Adam,
     state: &mut State,
     batch: &Batch,
@@ -390,7 +483,7 @@ fn step(
     lr: f64,
 ) -> Result<Losses, TrainError> {
     adam.zero_grad();
-    let l = forward(nets, batch, c, device, true, autocast)?;
+    let l = forward(nets, batch, c, device, true, autocast, moco.as_deref())?;
     if !l.value.is_finite() {
         return Err(TrainError::Torch(format!("the loss became {} at epoch {}, step {}; lower --lr or check the store", l.value, state.epoch, state.step)));
     }
@@ -404,6 +497,9 @@ fn step(
         l.total.backward();
         adam.step(lr);
     }
+    if let (Some(m), Some(keys)) = (moco, &l.keys) {
+        m.enqueue(keys, &batch.clips);
+    }
     state.step += 1;
     Ok(l)
 }
@@ -414,6 +510,7 @@ fn step(
 fn open_run(
     o: &TrainOptions,
     nets: &Nets,
+    moco: Option<&mut Moco>,
     adam: &mut Adam,
     meta: &StoreMeta,
     sp: &Split,
@@ -446,8 +543,10 @@ fn open_run(
                     message: format!("{CONFIG_FILE} changed since the run started; restore it or start a new run"),
                 });
             }
-            checkpoint::load_into(&nets.backbone_vs, &checkpoint::strip(&saved, "backbone"), &last)?;
-            checkpoint::load_into(&nets.heads_vs, &checkpoint::strip(&saved, "heads"), &last)?;
+            nets.load(&saved, &last)?;
+            if let Some(m) = moco {
+                m.load(&saved, s.moco_ptr, &last)?;
+            }
             adam.load_state(&saved, s.adam_step, s.adam_waiting.as_deref()).map_err(|m| TrainError::Resume { path: last.clone(), message: m })?;
             s
         }
@@ -561,8 +660,8 @@ fn validate(nets: &Nets, ctx: &Arc<Context>, c: &TrainConfig, device: Device, jo
     let _guard = tch::no_grad_guard();
     let (mut sum, mut n) = (0.0, 0usize);
     for batch in Loader::start(ctx.clone(), jobs.to_vec(), c.loader_threads, c.prefetch) {
-        let l = forward(nets, &batch, c, device, false, autocast)?;
-        sum += l.nt_xent * batch.pairs() as f64;
+        let l = forward(nets, &batch, c, device, false, autocast, None)?;
+        sum += l.contrastive * batch.pairs() as f64;
         n += batch.pairs();
     }
     Ok(Some(sum / n.max(1) as f64))
@@ -675,7 +774,7 @@ mod learning_tests {
     use std::io::Write;
     use tch::Kind;
     use usctl::augment::AugParams;
-    use usctl::config::{ClassifierOn, Mix, Pairs};
+    use usctl::config::{ClassifierOn, Mix, MocoConfig, Pairs};
 
     fn config(epochs: u32) -> TrainConfig {
         TrainConfig {
@@ -855,6 +954,60 @@ mod learning_tests {
     }
 
     #[test]
+    fn subdatasets_choose_the_videos_and_unknown_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let version = testkit::store(dir.path(), &[3, 4, 5, 3, 4, 5, 3, 4], 24);
+        let mut store = Store::open(&version).unwrap();
+        for v in store.videos.iter_mut().skip(5) {
+            v.subdataset = "other".into();
+        }
+        let c = |s: &[&str]| TrainConfig { subdatasets: s.iter().map(|x| x.to_string()).collect(), val_fraction: 0.0, ..config(1) };
+        assert_eq!(split(&store, &c(&[])).clips.len(), 8);
+        let other = split(&store, &c(&["other"]));
+        assert_eq!(
+            other.clips.iter().map(|k| k.first_row).collect::<Vec<_>>(),
+            store.videos[5..].iter().map(|v| v.first_frame_row as usize).collect::<Vec<_>>()
+        );
+        assert_eq!(split(&store, &c(&["synthetic", "other"])).clips.len(), 8);
+        check_subdatasets(&store, &c(&["other", "synthetic"])).unwrap();
+        let err = check_subdatasets(&store, &c(&["butterfly"])).unwrap_err().to_string();
+        assert!(err.contains("\"butterfly\"") && err.contains("it holds: other, synthetic"), "{err}");
+    }
+
+    #[test]
+    fn a_moco_run_resumes_exactly_with_its_key_encoder_and_queue() {
+        // The queue (6) wraps within an epoch of two batches of 4; a resumed run must continue
+        // from the saved key encoder, queue and write position, not from fresh ones.
+        let dir = tempfile::tempdir().unwrap();
+        let version = testkit::store(dir.path(), &[5, 6, 2, 7, 5, 4, 6, 3, 1, 5, 4, 6], 24);
+        let c =
+            TrainConfig { image_size: 24, batch_size: 4, lambda: 0.0, method: Method::Moco, moco: MocoConfig { queue: 6, ..Default::default() }, ..config(3) };
+        let whole = dir.path().join("whole");
+        run(&version, &whole, c.clone(), false, None);
+        let (losses, weights) = outcome(&whole);
+        for name in ["moco.queue", "moco.queue_videos", "moco.key.backbone.conv1.weight", "moco.key.heads.projection.0.weight"] {
+            assert!(weights.contains_key(name), "{name} in the checkpoint");
+        }
+        let videos = Vec::<i64>::try_from(&weights["moco.queue_videos"]).unwrap();
+        assert!(videos.iter().all(|&v| v >= 0), "after 3 epochs every initial entry was replaced: {videos:?}");
+        assert!(!weights["moco.key.backbone.conv1.weight"].equal(&weights["backbone.conv1.weight"]), "the key encoder lags the query encoder");
+        let parts = dir.path().join("parts");
+        run(&version, &parts, c.clone(), false, Some(1));
+        run(&version, &parts, c.clone(), true, None);
+        let (l, w) = outcome(&parts);
+        assert_eq!(l, losses, "per-step losses of the resumed run");
+        for (k, t) in &weights {
+            assert!(t.equal(&w[k]), "{k} differs after resume");
+        }
+        let (_, state) = checkpoint::read(&parts.join(LAST)).unwrap();
+        assert!(state.unwrap().moco_ptr.is_some());
+        // A queue larger than the training videos is refused, naming the key.
+        let big = TrainConfig { moco: MocoConfig { queue: 500, ..Default::default() }, ..c };
+        let err = train(options(&version, &dir.path().join("big"), big, false)).err().unwrap().to_string();
+        assert!(err.contains("moco.queue") && err.contains("training videos"), "{err}");
+    }
+
+    #[test]
     fn every_strategy_and_option_trains() {
         let dir = tempfile::tempdir().unwrap();
         let version = testkit::store(dir.path(), &[4, 1, 2, 5, 3, 6, 2, 4], 24);
@@ -868,6 +1021,9 @@ mod learning_tests {
             TrainConfig { contrastive: false, label_rate: 1.0, ..base.clone() },
             TrainConfig { classifier_on: ClassifierOn::Projection, label_rate: 1.0, ..base.clone() },
             TrainConfig { lambda: 0.0, val_fraction: 0.0, ..base.clone() },
+            TrainConfig { pairs: Pairs::Ivpp, ..base.clone() },
+            TrainConfig { pairs: Pairs::Rsofv, hard_negatives: 2, ..base.clone() },
+            TrainConfig { method: Method::Moco, moco: MocoConfig { queue: 4, ..Default::default() }, ..base.clone() },
         ];
         let mut after = base.clone();
         after.spg.mix = Mix::After;
@@ -884,6 +1040,14 @@ mod learning_tests {
             }
             if c.pairs == Pairs::Spg && c.batch_size > 1 {
                 assert!(s.fallbacks.one_frame + s.fallbacks.two_frames > 0, "the store has 1- and 2-frame videos");
+            }
+            let lines: Vec<serde_json::Value> =
+                std::fs::read_to_string(out.join(METRICS)).unwrap().lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            let steps: Vec<&serde_json::Value> = lines.iter().filter(|v| v.get("step").is_some()).collect();
+            let key = if c.method == Method::Moco { "moco" } else { "nt_xent" };
+            assert!(steps.iter().all(|v| v[key].is_number()) || !c.contrastive, "{c:?}: every step logs {key}");
+            if c.hard_negatives > 0 {
+                assert!(s.fallbacks.no_hard_negative > 0, "the store has a one-frame video, which has no hard negative");
             }
         }
     }
