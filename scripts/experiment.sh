@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# make experiment: USCL's pretraining comparison (paper Tab. 5 / Fig. 6) at a scale two CPU cores
-# can afford. Pretrains on COVID-BLUES with each pair strategy, evaluates every backbone on POCUS
-# with 5-fold cross-validation by patient, and writes docs/RESULTS.md from the reports.
-# Finished steps are kept (a run with summary.json, an evaluation with report.json), an
-# interrupted pretraining is resumed, so running it again only does what is missing.
+# make experiment: USCL's pretraining comparison (paper Tab. 5 / Fig. 6) with the methods that came
+# after it, at a scale two CPU cores can afford. Pretrains on COVID-BLUES with each variant below,
+# evaluates every backbone on POCUS with 5-fold cross-validation by patient × 3 seeds (frozen
+# backbone for all; the last three layers fine-tuned too for the main methods), and writes
+# docs/RESULTS.md from the reports, with paired differences against random init. Finished steps
+# are kept and an interrupted pretraining resumed (scripts/runs.sh), so running it again only does
+# what is missing.
 #   scripts/experiment.sh RAW STORE OUT [pretrain|eval|all]
+# ONLY="name ..." restricts the pretraining phase to those variants.
 set -euo pipefail
 RAW=${1:-../shared/datasets}
 STORE=${2:-store}
@@ -13,21 +16,12 @@ PHASE=${4:-all}
 BIN=${USCTL_BIN:-target/release/usctl}
 EPOCHS=${EXP_EPOCHS:-40}
 SIZE=${EXP_SIZE:-64}
+PRETRAIN_DATASET=covid-blues
+PRETRAIN_FLAGS="--epochs $EPOCHS --image-size $SIZE --warmup-epochs 2 --seed 0"
 mkdir -p "$OUT/pretrain" "$OUT/eval"
 LOG="$OUT/commands.tsv"
-
-# Runs a command, appending "name<TAB>seconds<TAB>command" to the log.
-timed() {
-  local name=$1
-  shift
-  echo "== $name: $*"
-  local t0 dt
-  t0=$(date +%s%N)
-  "$@"
-  dt=$(( ($(date +%s%N) - t0) / 100000000 ))
-  local cmd="$*"
-  printf '%s\t%d.%d\t%s\n' "$name" $((dt / 10)) $((dt % 10)) "usctl${cmd#"$BIN"}" >>"$LOG"
-}
+# shellcheck source=scripts/runs.sh
+. "$(dirname "$0")/runs.sh"
 
 for name in covid-blues pocus; do
   if [ ! -d "$RAW/$name" ]; then
@@ -38,7 +32,9 @@ for name in covid-blues pocus; do
   "$BIN" ingest --manifest "dataset_manifests/$name.toml" --raw "$RAW/$name" --store "$STORE" --quiet || [ $? -eq 1 ]
 done
 
-# name, then the flags that make the variant. Every run: 64 px, 40 epochs, batch 32, seed 0.
+# name, then the flags that make the variant (docs/training.md "Methods"); every run also gets
+# PRETRAIN_FLAGS and batch 32. rs is SimCLR as the paper ran it, moco MoCo v2 on the same frames,
+# ivpp in-video positive pairs, ucl in-video hard negatives.
 VARIANTS=(
   "supervised --contrastive off --lambda 1 --label-rate 1"
   "rs --pairs rs --lambda 0"
@@ -46,48 +42,24 @@ VARIANTS=(
   "rstfv --pairs rstfv --lambda 0"
   "spg --pairs spg --lambda 0"
   "spg-ce --pairs spg --lambda 0.2 --label-rate 0.1"
+  "moco --method moco --pairs rs --lambda 0"
+  "ivpp --pairs ivpp --lambda 0"
+  "ucl --pairs rsofv --hard-negatives 3 --lambda 0"
 )
-
-pretrain() {
-  local name=$1
-  shift
-  local run="$OUT/pretrain/$name"
-  if [ -f "$run/summary.json" ] && [ -f "$run/last.safetensors" ] && grep -q "\"epochs_done\": $EPOCHS" "$run/summary.json"; then
-    echo "== $name: done ($run)"
-    return
-  fi
-  if [ -f "$run/config.toml" ]; then
-    # A resumed run continues from its own config.toml; flags that would change it are refused.
-    timed "pretrain $name (resumed)" "$BIN" train --store "$STORE" --dataset covid-blues --out "$run" --resume --quiet
-  else
-    timed "pretrain $name" "$BIN" train --store "$STORE" --dataset covid-blues --out "$run" \
-      --epochs "$EPOCHS" --image-size "$SIZE" --warmup-epochs 2 --seed 0 --quiet "$@"
-  fi
-}
+# Also fine-tuned through the last three layers (3 seeds each: what two cores allow).
+DEEP=(random rs spg spg-ce moco ivpp ucl)
 
 if [ "$PHASE" = pretrain ] || [ "$PHASE" = all ]; then
   for v in "${VARIANTS[@]}"; do
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" ${v%% *} "* ]]; then continue; fi
     # shellcheck disable=SC2086
     pretrain $v
   done
 fi
 
 # Evaluation on POCUS: 5 folds by patient, 3 classes (COVID-19, bacterial pneumonia, healthy).
-evaluate() {
-  local name=$1 init=$2
-  shift 2
-  local dir="$OUT/eval/$name"
-  if [ -f "$dir/report.json" ]; then
-    echo "== eval $name: done ($dir)"
-    return
-  fi
-  rm -rf "$dir" # an interrupted evaluation starts over (its folds come from the seed)
-  timed "eval $name" "$BIN" eval --store "$STORE" --init "$init" --out "$dir" --quiet "$@"
-}
-
 INITS=(random)
 for v in "${VARIANTS[@]}"; do INITS+=("${v%% *}"); done
-init_of() { if [ "$1" = random ]; then echo random; else echo "$OUT/pretrain/$1/last.safetensors"; fi; }
 
 if [ "$PHASE" = eval ] || [ "$PHASE" = all ]; then
   # Fig. 6 shape: every initialisation, frozen backbone + linear classifier. Without training
@@ -96,12 +68,11 @@ if [ "$PHASE" = eval ] || [ "$PHASE" = all ]; then
     evaluate "linear-$i" "$(init_of "$i")" --dataset pocus --label "$i" --protocol linear --epochs 50 \
       --image-size "$SIZE" --augment off --seeds 3
   done
-  # Tab. 5 shape: deeper fine-tuning (augmented, at most 8 frames per video per epoch, 1 seed).
-  for i in random spg-ce; do
-    for p in last3 all; do
-      evaluate "$p-$i" "$(init_of "$i")" --dataset pocus --label "$i" --protocol "$p" --epochs 15 \
-        --image-size "$SIZE" --frames-per-video 8 --seeds 1
-    done
+  # Tab. 5 shape: the last three layers fine-tuned as well (augmented, at most 4 frames per video
+  # per epoch).
+  for i in "${DEEP[@]}"; do
+    evaluate "last3-$i" "$(init_of "$i")" --dataset pocus --label "$i" --protocol last3 --epochs 15 \
+      --image-size "$SIZE" --frames-per-video 4 --seeds 3
   done
   # BUSI (still images: one-frame videos, no patient ids), with the same command.
   if [ -d "$RAW/busi" ]; then
@@ -111,19 +82,16 @@ if [ "$PHASE" = eval ] || [ "$PHASE" = all ]; then
         --image-size "$SIZE" --augment off --seeds 3
     done
   fi
-fi
 
-if [ "$PHASE" = eval ] || [ "$PHASE" = all ]; then
   results=docs/RESULTS.md
   # Everything from "## Reading these numbers" on is written by people and kept.
   notes=$(sed -n '/^## Reading these numbers/,$p' "$results" 2>/dev/null || true)
-  fig6=()
+  fig6=() deep=() busi=()
   for i in "${INITS[@]}"; do fig6+=("$OUT/eval/linear-$i"); done
-  tab5=("$OUT/eval/linear-random" "$OUT/eval/last3-random" "$OUT/eval/all-random" "$OUT/eval/linear-spg-ce" "$OUT/eval/last3-spg-ce" "$OUT/eval/all-spg-ce")
-  busi=()
+  for i in "${DEEP[@]}"; do deep+=("$OUT/eval/last3-$i"); done
   for i in random spg-ce; do [ -d "$OUT/eval/busi-linear-$i" ] && busi+=("$OUT/eval/busi-linear-$i"); done
   {
-    echo "# Results: USCL pretraining strategies at CPU scale"
+    echo "# Results: pretraining methods at CPU scale"
     echo
     echo "Written by \`make experiment\` (scripts/experiment.sh); every number below was measured by the"
     echo "commands listed at the end, on this machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p')),"
@@ -133,24 +101,29 @@ if [ "$PHASE" = eval ] || [ "$PHASE" = all ]; then
     echo
     echo "Pretraining: COVID-BLUES (362 lung videos, 63 patients; 20 % of patients held out for the"
     echo "validation NT-Xent), ResNet-18 from random weights, $EPOCHS epochs at $SIZE px, batch 32 videos, Adam 3e-4"
-    echo "with 2 warm-up epochs then cosine, seed 0. Variants: supervised = classification of the severity"
-    echo "labels only (all of them, contrastive loss off); RS, RSOFV, RSTFV, SPG = NT-Xent with that pair"
-    echo "strategy (λ = 0); SPG + CE = SPG with λ = 0.2 on 10 % of the labelled videos (the semi-supervised"
-    echo "setting). Evaluation: POCUS, 3 classes, 5-fold cross-validation by patient, stratified; the model"
-    echo "after the last epoch is scored once per fold (no selection on the test fold)."
+    echo "with 2 warm-up epochs then cosine, seed 0. Variants (docs/training.md \"Methods\"):"
+    echo "supervised = classification of the severity labels only (all of them, contrastive loss off);"
+    echo "RS (SimCLR as the paper ran it), RSOFV, RSTFV, SPG = NT-Xent with that pair strategy (λ = 0);"
+    echo "SPG + CE = SPG with λ = 0.2 on 10 % of the labelled videos (the semi-supervised setting);"
+    echo "MoCo = MoCo v2 on RS frames (momentum 0.99, queue 256, τ 0.2); IVPP = positives within ±1 s,"
+    echo "distance-weighted; UCL = RSOFV positives with 3 in-video hard negatives per video on the"
+    echo "documented band schedule. Evaluation: POCUS, 3 classes, 5-fold cross-validation by patient,"
+    echo "stratified, 3 seeds, the same folds for every row; the model after the last epoch is scored once"
+    echo "per fold (no selection on the test fold). Each row is paired with random init over the 15"
+    echo "(fold, seed) runs; a difference is one only when its bootstrap 95 % interval excludes zero."
     echo
-    echo "## Pair strategies (shape of the paper's Fig. 6): frozen backbone, linear classifier"
+    echo "## Pretraining methods (shape of the paper's Fig. 6): frozen backbone, linear classifier"
     echo
     echo "50 epochs, lr 0.01, no augmentation (frozen features computed once), $SIZE px, 3 seeds × 5 folds."
     echo
-    "$BIN" report "${fig6[@]}"
+    "$BIN" report "${fig6[@]}" --json "$OUT/linear.json"
     echo
-    echo "## Fine-tuning depth (shape of the paper's Tab. 5)"
+    echo "## The last three layers fine-tuned too (shape of the paper's Tab. 5)"
     echo
-    echo "linear as above; last3 and all: 15 epochs, lr 0.01, random resized crop and flip, at most 8"
-    echo "frames per video per epoch, 1 seed × 5 folds (what two cores allow)."
+    echo "15 epochs, lr 0.01, random resized crop and flip, at most 4 frames per video per epoch,"
+    echo "3 seeds × 5 folds."
     echo
-    "$BIN" report "${tab5[@]}"
+    "$BIN" report "${deep[@]}" --json "$OUT/last3.json"
     if [ ${#busi[@]} -gt 0 ]; then
       echo
       echo "## BUSI (breast, 3 classes, 780 still images), frozen backbone, linear classifier"
