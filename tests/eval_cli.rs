@@ -94,10 +94,13 @@ fn pretrain_evaluate_export_and_compare() {
     assert!(text(&out).contains("leaky.json") && text(&out).contains("both sides"), "{}", text(&out));
 
     // Side by side.
-    let out = run(usctl().arg("report").arg(&ev).arg(&ev2));
+    let out = run(usctl().arg("report").arg(&ev).arg(&ev2).arg("--json").arg(d.join("table.json")));
     assert!(out.status.success(), "{}", text(&out));
     let table = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(table.contains("| run | – |") && table.contains("| random |"), "{table}");
+    let j = json(&d.join("table.json"));
+    assert_eq!((j["format"].as_str(), j["reports"].as_array().map(Vec::len)), (Some("usctl-report-table"), Some(2)));
+    assert_eq!(j["reports"][0]["runs"].as_u64().unwrap() as usize, json(&ev.join("report.json"))["runs"].as_array().unwrap().len());
 
     // Export: torchvision names, a model card with the evaluation, and features identical to the
     // checkpoint's.

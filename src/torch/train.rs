@@ -709,7 +709,7 @@ mod tests {
         let saved = TrainConfig::default();
         std::fs::write(out.join(CONFIG_FILE), saved.to_toml()).unwrap();
         // Every flag that changes the run (enumerated from clap, not listed here) is refused by name.
-        let samples = ["7", "rs", "off", "x.safetensors"];
+        let samples = ["7", "rs", "moco", "off", "x.safetensors"];
         let run_flags = usctl::config::each_flag::<RunOverrides>(&samples);
         assert!(run_flags.len() >= 11, "{run_flags:?}");
         for (flag, values) in run_flags {
