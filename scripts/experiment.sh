@@ -47,7 +47,7 @@ VARIANTS=(
   "ucl --pairs rsofv --hard-negatives 3 --lambda 0"
 )
 # Also fine-tuned through the last three layers (3 seeds each: what two cores allow).
-DEEP=(random rs spg spg-ce moco ivpp ucl)
+DEEP=(random rs spg-ce moco ivpp ucl)
 
 if [ "$PHASE" = pretrain ] || [ "$PHASE" = all ]; then
   for v in "${VARIANTS[@]}"; do
