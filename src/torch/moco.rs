@@ -29,8 +29,17 @@ pub(crate) struct Moco {
 }
 
 impl Moco {
-    /// A key encoder equal to `query` and a queue of K random unit vectors (seeded), as MoCo starts.
-    pub(crate) fn new(query: &Nets, device: Device, seed: u64, classes: i64, c: &TrainConfig) -> Result<Moco, TrainError> {
+    /// A key encoder equal to `query` and a queue of K random unit vectors (seeded), as MoCo
+    /// starts; refuses a queue longer than the run's `train_videos` (docs/training.md says why).
+    pub(crate) fn new(query: &Nets, device: Device, classes: i64, c: &TrainConfig, train_videos: usize) -> Result<Moco, TrainError> {
+        if c.moco.queue > train_videos {
+            let message = format!(
+                "is {}, more than the {train_videos} training videos of this store: the queue would hold older keys of the same videos; set moco.queue to at most {train_videos} (docs/training.md)",
+                c.moco.queue
+            );
+            return Err(usctl::error::ConfigError::Invalid { key: "moco.queue".into(), message }.into());
+        }
+        let seed = c.seed;
         let mut key = Nets::new(device, seed, classes, c);
         key.copy_from(query)?;
         key.freeze();
@@ -122,8 +131,9 @@ mod tests {
 
     fn setup(queue: usize, momentum: f64) -> (Nets, Moco) {
         let c = TrainConfig { moco: MocoConfig { queue, momentum, temperature: 0.2 }, ..Default::default() };
+        let c = TrainConfig { seed: 3, ..c };
         let query = Nets::new(Device::Cpu, 3, 2, &c);
-        let moco = Moco::new(&query, Device::Cpu, 3, 2, &c).unwrap();
+        let moco = Moco::new(&query, Device::Cpu, 2, &c, 100).unwrap();
         (query, moco)
     }
 

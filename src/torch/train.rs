@@ -320,21 +320,9 @@ pub fn train(o: TrainOptions) -> Result<Summary, TrainError> {
     let ctx = Arc::new(context(store, c, &sp, sp.kept_labels(), train_clips.clone(), false)?);
     let nets = Nets::new(device, c.seed, meta.classes.len() as i64, c);
     let mut moco = match c.method {
-        Method::Moco if c.contrastive => Some(Moco::new(&nets, device, c.seed, meta.classes.len() as i64, c)?),
+        Method::Moco if c.contrastive => Some(Moco::new(&nets, device, meta.classes.len() as i64, c, train_clips.len())?),
         _ => None,
     };
-    if c.method == Method::Moco && c.moco.queue > train_clips.len() {
-        return Err(ConfigError::Invalid {
-            key: "moco.queue".into(),
-            message: format!(
-                "is {}, more than the {} training videos of this store: the queue would hold older keys of the same videos; set moco.queue to at most {} (docs/training.md)",
-                c.moco.queue,
-                train_clips.len(),
-                train_clips.len()
-            ),
-        }
-        .into());
-    }
     let mut adam = Adam::new(nets.named(true), c.weight_decay);
     let (mut run, mut state) = open_run(&o, &nets, moco.as_mut(), &mut adam, &meta, &sp, train_clips.len(), device, threads)?;
     run.kill_at(o.kill);
