@@ -11,6 +11,8 @@ BIN := target/release/usctl
 
 .PHONY: setup build test lint demo us4 stores bench experiment clean
 
+# `make setup TORCH=2.11` builds for GPU machines with PyTorch 2.11 instead, beside the default build
+# (scripts/build-torch2.11.sh: .venv-torch2.11, target/torch2.11; docs/GPU.md).
 setup:
 	@scripts/setup.sh
 

@@ -4,8 +4,19 @@
 # torchvision, for the benchmark's reference pipeline), polars for curators' queries over a store's
 # Parquet tables (scripts/distributions.py, docs/AUDIT.md), pycocotools, the reference that
 # tests/coco_ap.rs checks usctl's COCO AP against (docs/eval.md), then one release build (tests reuse it).
+#
+# TORCH=2.11 (`make setup TORCH=2.11`) builds instead for GPU machines that have PyTorch 2.11 only:
+# scripts/build-torch2.11.sh, its own venv, manifest, lock and target folder (docs/GPU.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+TORCH=${TORCH:-2.13}
+case "$TORCH" in
+  2.13) ;;
+  2.11) ;;
+  *) echo "setup: TORCH=$TORCH is not a build this project has; use TORCH=2.13 (the default) or TORCH=2.11 (GPU machines with PyTorch 2.11)" >&2
+     exit 2 ;;
+esac
 
 TORCH_VERSION=2.13.0
 TORCHVISION_VERSION=0.28.0
@@ -36,6 +47,10 @@ for tool in rustfmt clippy; do
     exit 2
   fi
 done
+
+if [ "$TORCH" = 2.11 ]; then
+  exec scripts/build-torch2.11.sh
+fi
 
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
