@@ -9,7 +9,7 @@ STORE ?= store
 RUNS ?= runs
 BIN := target/release/usctl
 
-.PHONY: setup build test lint demo us4 stores bench experiment clean
+.PHONY: setup build test lint demo us4 stores bench experiment sweep clean
 
 # `make setup TORCH=2.11` builds for GPU machines with PyTorch 2.11 instead, beside the default build
 # (scripts/build-torch2.11.sh: .venv-torch2.11, target/torch2.11; docs/GPU.md).
@@ -46,6 +46,12 @@ bench: setup
 experiment: setup
 	@scripts/experiment.sh "$(RAW)" "$(STORE)" "$(RUNS)/experiment"
 
+# One of the paper's tables, resumable: make sweep TABLE=labels|batch|variety|pairs [SCALE=paper]
+# writes $(RUNS)/sweep/TABLE.md and TABLE.json (docs/experiments.md; about an hour each on 2 cores).
+TABLE ?= pairs
+sweep: setup
+	@scripts/sweep.sh "$(TABLE)" "$(RAW)" "$(STORE)" "$(RUNS)/sweep"
+
 clean:
 	cargo clean
-	rm -rf .venv
+	rm -rf .venv .venv-torch2.11 build

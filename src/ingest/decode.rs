@@ -4,7 +4,9 @@
 //! them.
 
 use super::geometry::{fit, letterbox_into};
-use super::resample::{Decision, Rational, Resampler};
+use super::resample::Rational;
+#[cfg(feature = "decode")]
+use super::resample::{Decision, Resampler};
 use crate::error::SourceError;
 use crate::store::writer::FrameMeta;
 use std::path::Path;
