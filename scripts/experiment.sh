@@ -119,6 +119,12 @@ if [ "$PHASE" = eval ] || [ "$PHASE" = all ]; then
     echo
     "$BIN" report "${fig6[@]}" --json "$OUT/linear.json"
     echo
+    echo "### The same evaluations paired against SimCLR (RS) instead of random init"
+    echo
+    echo "Which method beats the paper's SimCLR baseline, on the same 15 (fold, seed) runs:"
+    echo
+    "$BIN" report "${fig6[@]:2}" | sed -n '/^Paired with/,$p'
+    echo
     echo "## The last three layers fine-tuned too (shape of the paper's Tab. 5)"
     echo
     echo "15 epochs, lr 0.01, random resized crop and flip, at most 4 frames per video per epoch,"
