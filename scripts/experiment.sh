@@ -87,8 +87,9 @@ if [ "$PHASE" = eval ] || [ "$PHASE" = all ]; then
   results=docs/RESULTS.md
   # Everything from "## Reading these numbers" on is written by people and kept.
   notes=$(sed -n '/^## Reading these numbers/,$p' "$results" 2>/dev/null || true)
-  fig6=() deep=() busi=()
+  fig6=() deep=() busi=() vs_simclr=("$OUT/eval/linear-rs")
   for i in "${INITS[@]}"; do fig6+=("$OUT/eval/linear-$i"); done
+  for i in "${INITS[@]}"; do [[ $i = random || $i = rs ]] || vs_simclr+=("$OUT/eval/linear-$i"); done
   for i in "${DEEP[@]}"; do deep+=("$OUT/eval/last3-$i"); done
   for i in random spg-ce; do [ -d "$OUT/eval/busi-linear-$i" ] && busi+=("$OUT/eval/busi-linear-$i"); done
   {
@@ -123,7 +124,7 @@ if [ "$PHASE" = eval ] || [ "$PHASE" = all ]; then
     echo
     echo "Which method beats the paper's SimCLR baseline, on the same 15 (fold, seed) runs:"
     echo
-    "$BIN" report "${fig6[@]:2}" | sed -n '/^Paired with/,$p'
+    "$BIN" report "${vs_simclr[@]}" | sed -n '/^Paired with/,$p'
     echo
     echo "## The last three layers fine-tuned too (shape of the paper's Tab. 5)"
     echo
